@@ -190,6 +190,10 @@ pub fn parse_line(line: &[u8]) -> Result<Record, Reason> {
         return Err(Reason::UnknownLetter(lossy(letter)));
     };
     if count != kind.field_count() {
+        // A tab where a space belongs miscounts the fields: name the tab.
+        if line.iter().any(|&b| b != b' ' && b.is_ascii_whitespace()) {
+            return Err(Reason::Whitespace);
+        }
         return Err(Reason::FieldCount {
             kind,
             expected: kind.field_count(),
