@@ -485,6 +485,8 @@ impl<R: Read> BinaryReader<R> {
         let rec = match self.decode() {
             Ok(Some(rec)) => rec,
             Ok(None) => {
+                // No line (or only the end record): `line` stays the last line read.
+                self.line -= 1;
                 self.state = State::Done;
                 return None;
             }

@@ -344,6 +344,8 @@ impl<R: BufRead> TextReader<R> {
         let rec = match self.read_line(parse_line) {
             Ok(Some(Ok(rec))) => rec,
             Ok(None) => {
+                // No line (or only the end record): `line` stays the last line read.
+                self.line -= 1;
                 self.state = State::Done;
                 return None;
             }
