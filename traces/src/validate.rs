@@ -183,28 +183,40 @@ impl Validator {
                 return Err(Reason::AlignNotPowerOfTwo(align));
             }
         }
-        if let Some(dead) = ev.dead_id() {
-            if !self.live.contains_key(&dead) {
-                return Err(Reason::NotLive {
-                    kind: ev.kind(),
-                    id: dead,
-                    never_allocated: !self.used.contains(dead),
-                });
-            }
-        }
+        // One lookup for the dead block: take it out, put it back on error.
+        let freed = match ev.dead_id() {
+            Some(dead) => match self.live.remove(&dead) {
+                Some(b) => Some((dead, b)),
+                None => {
+                    return Err(Reason::NotLive {
+                        kind: ev.kind(),
+                        id: dead,
+                        never_allocated: !self.used.contains(dead),
+                    })
+                }
+            },
+            None => None,
+        };
         if let Some(new) = ev.new_id() {
-            if new == 0 {
-                return Err(Reason::ZeroId);
-            }
-            if !self.used.insert(new) {
-                return Err(Reason::ReusedId(new));
+            let err = if new == 0 {
+                Some(Reason::ZeroId)
+            } else if !self.used.insert(new) {
+                Some(Reason::ReusedId(new))
+            } else {
+                None
+            };
+            if let Some(err) = err {
+                if let Some((dead, b)) = freed {
+                    self.live.insert(dead, b);
+                }
+                return Err(err);
             }
         }
         // Every check passed: apply.
         if tid == self.next_tid {
             self.next_tid += 1;
         }
-        let freed = ev.dead_id().and_then(|d| self.live.remove(&d));
+        let freed = freed.map(|(_, b)| b);
         if let Some(b) = freed {
             self.live_bytes = self.live_bytes.saturating_sub(b.size);
         }

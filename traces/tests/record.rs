@@ -48,7 +48,8 @@ fn records_a_multithreaded_program_into_a_valid_trace() {
                 // SAFETY: the layout has a non-zero size; the block is freed
                 // with the same layout.
                 unsafe {
-                    let p = std::alloc::alloc_zeroed(layout);
+                    // black_box: an unused alloc/dealloc pair may be elided.
+                    let p = std::hint::black_box(std::alloc::alloc_zeroed(layout));
                     assert!(!p.is_null());
                     std::alloc::dealloc(p, layout);
                 }
