@@ -44,6 +44,22 @@ fn bad_input_gives_file_line_reason_and_exit_1() {
 }
 
 #[test]
+fn validate_json_reports_the_error_line() {
+    let p = dir().join("bad_json.hkt");
+    std::fs::write(&p, "hktrace 1\na 0 1 16 16\na 2 2 16 16\n").unwrap();
+    let o = hktrace(&["validate", "--json", s(&p)]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["line"], 3);
+    assert_eq!(
+        v["reason"],
+        "tid 2 skips ahead of the next unused thread number 1"
+    );
+    assert_eq!(v["events"], 1);
+}
+
+#[test]
 fn garbage_and_missing_files_do_not_panic() {
     let p = dir().join("garbage.bin");
     let junk: Vec<u8> = (0..5000u32)

@@ -43,6 +43,9 @@ enum Cmd {
     Validate {
         /// The trace (`-` for stdin).
         file: PathBuf,
+        /// Print the verdict as JSON on stdout (still exit 1 when invalid).
+        #[arg(long)]
+        json: bool,
     },
     /// Convert between text and binary, compressed or not.
     Convert {
@@ -156,7 +159,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Stats { file, json } => cmd_stats(&file, json),
-        Cmd::Validate { file } => cmd_validate(&file),
+        Cmd::Validate { file, json } => cmd_validate(&file, json),
         Cmd::Convert {
             input,
             output,
@@ -257,7 +260,21 @@ fn cmd_stats(path: &Path, json: bool) -> Result<(), Failure> {
     }
 }
 
-fn cmd_validate(path: &Path) -> Result<(), Failure> {
+#[derive(Serialize)]
+struct ValidateReport {
+    file: String,
+    valid: bool,
+    /// Last line read (valid), or the line of the error.
+    line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    events: u64,
+    comments: u64,
+    threads: u64,
+    live_blocks_at_end: u64,
+}
+
+fn cmd_validate(path: &Path, json: bool) -> Result<(), Failure> {
     let (mut r, pb) = open(path, "validate")?;
     let mut events = 0u64;
     let mut comments = 0u64;
@@ -270,8 +287,29 @@ fn cmd_validate(path: &Path) -> Result<(), Failure> {
         }
     };
     pb.finish_and_clear();
-    result?;
     let v = r.validator();
+    if json {
+        let report = ValidateReport {
+            file: path.display().to_string(),
+            valid: result.is_ok(),
+            line: match &result {
+                Ok(()) => Some(r.line()),
+                Err(e) => e.line,
+            },
+            reason: result.as_ref().err().map(|e| e.reason.to_string()),
+            events,
+            comments,
+            threads: v.threads(),
+            live_blocks_at_end: v.live_blocks(),
+        };
+        out_ok(writeln!(
+            io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&report)?
+        ))?;
+        return result.map_err(Failure::from);
+    }
+    result?;
     out_ok(writeln!(
         io::stdout().lock(),
         "{}: valid: {} lines, {} events, {} comments, {} threads, {} blocks live at end",
