@@ -9,7 +9,7 @@
 //! - [`validate`]: the semantic rules both readers apply, [`Validator`];
 //! - [`error`]: [`TraceError`] (`path:LINE: reason`);
 //! - [`compress`]: gzip and zstd, detected from the first bytes;
-//! - [`file`]: [`TraceReader`] and [`TraceWriter`] for files of any form;
+//! - [`file`](mod@file): [`TraceReader`] and [`TraceWriter`] for files of any form;
 //! - [`stats`]: the figures of a trace;
 //! - [`synth`]: deterministic synthetic traces;
 //! - [`record`]: [`RecordingAlloc`], a `GlobalAlloc` wrapper that records.

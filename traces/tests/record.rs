@@ -14,6 +14,20 @@ use traces::{Event, Record, TraceReader};
 static ALLOC: RecordingAlloc<System> = RecordingAlloc::new(System);
 
 const WORKERS: usize = 3;
+
+/// A sink whose buffer grows (allocates) inside the recorder's write path.
+#[derive(Clone, Default)]
+struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 const PER_WORKER: usize = 200;
 
 #[test]
@@ -131,6 +145,35 @@ fn records_a_multithreaded_program_into_a_valid_trace() {
     let s = stats::collect(&mut TraceReader::open(&path).unwrap(), |_| {}).unwrap();
     assert_eq!(s.threads, summary.threads);
     assert!(s.remote_frees >= (WORKERS * PER_WORKER) as u64);
+
+    // A second session into a sink that allocates as it writes (a growing
+    // Vec): its allocations pass through the guard unrecorded, without
+    // deadlock; threads and ids are numbered afresh.
+    let buf = SharedBuf::default();
+    ALLOC.start(Box::new(buf.clone())).unwrap();
+    let worker = thread::spawn(|| {
+        let v: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+        v.len()
+    });
+    assert_eq!(worker.join().unwrap(), 2000);
+    let s2 = ALLOC.finish().unwrap();
+    let bytes = buf.0.lock().unwrap().clone();
+    assert!(
+        bytes.len() > traces::record::OUT_BUF,
+        "the sink grew while recording"
+    );
+    let mut r = TraceReader::from_reader(std::io::Cursor::new(bytes), "session2").unwrap();
+    let mut n = 0;
+    let mut first_id = None;
+    while let Some(rec) = r.next_record() {
+        if let Record::Event(ev) = rec.unwrap_or_else(|e| panic!("{e}")) {
+            first_id = first_id.or(ev.new_id());
+            n += 1;
+        }
+    }
+    assert_eq!(n, s2.events);
+    assert_eq!(first_id, Some(1));
+    assert!(s2.threads >= 2, "{s2:?}");
 
     // Direct calls on the wrapper (not as global) are forwarded too.
     let local = RecordingAlloc::new(System);

@@ -130,4 +130,31 @@ proptest! {
         b.truncate(i);
         prop_assert!(read_all(&b, "m.hkb").is_err());
     }
+
+    /// Every text the reader accepts is canonical: a mutated valid trace is
+    /// either rejected (with a line, no panic) or converts back to exactly
+    /// its own bytes.
+    #[test]
+    fn accepted_text_is_canonical(
+        steps in proptest::collection::vec(step(), 1..40),
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+    ) {
+        let mut text = text_of(&build(&steps));
+        for (at, byte) in edits {
+            let i = at % text.len();
+            // Favour the bytes that matter to the syntax.
+            text[i] = match byte % 8 {
+                0 => b' ',
+                1 => b'\n',
+                2 => b'0',
+                3 => b'\r',
+                4 => b'#',
+                _ => byte,
+            };
+        }
+        match read_all(&text, "m.hkt") {
+            Ok(_) => prop_assert_eq!(text_via_binary(&text), text),
+            Err(e) => prop_assert!(e.line.is_some()),
+        }
+    }
 }
