@@ -10,12 +10,29 @@ use crate::step::{FlushReason, Stage, Stage1Source, Step};
 impl State {
     /// Every step enabled here, choices enumerated, in a fixed order.
     pub fn enabled_steps(&self) -> Vec<Step> {
-        self.successors().into_iter().map(|(s, _)| s).collect()
+        let mut carve_ok: Option<(PageId, bool)> = None;
+        self.candidates()
+            .into_iter()
+            .filter(|s| match *s {
+                // Every `n` in 1..=capacity-carved has the same
+                // pre-condition: check it once per page (capacities reach
+                // 4096 in production).
+                Step::Carve { t, page, .. } => match carve_ok {
+                    Some((p, ok)) if p == page => ok,
+                    _ => {
+                        let ok = self.allows(&Step::Carve { t, page, n: 1 });
+                        carve_ok = Some((page, ok));
+                        ok
+                    }
+                },
+                _ => self.allows(s),
+            })
+            .collect()
     }
 
     /// Every enabled step with the state it leads to.
     pub fn successors(&self) -> Vec<(Step, State)> {
-        self.candidates()
+        self.enabled_steps()
             .into_iter()
             .filter_map(|s| {
                 let mut next = self.clone();
@@ -62,11 +79,22 @@ impl State {
                 if !self.abandoned[ci].is_empty() {
                     push(Step::Reclaim { t, class });
                 }
-                if self.stage1[ci].last().is_some_and(|e| self.is_stale(e.page)) {
-                    push(Step::Stage1Discard { t, class, source: Stage1Source::List });
+                if self.stage1[ci]
+                    .last()
+                    .is_some_and(|e| self.is_stale(e.page))
+                {
+                    push(Step::Stage1Discard {
+                        t,
+                        class,
+                        source: Stage1Source::List,
+                    });
                 }
                 if self.fallback[ci].last().is_some_and(|p| self.is_stale(*p)) {
-                    push(Step::Stage1Discard { t, class, source: Stage1Source::Fallback });
+                    push(Step::Stage1Discard {
+                        t,
+                        class,
+                        source: Stage1Source::Fallback,
+                    });
                 }
             }
             // Owner steps on every page t owns.
@@ -166,7 +194,10 @@ impl State {
         // Stage 2 and 3 (including the next new SuperSlab).
         for si in 0..=self.superslabs.len() {
             let id = SsId(si as u16);
-            let live = self.superslabs.get(si).is_none_or(|s| s.status == SsStatus::Live);
+            let live = self
+                .superslabs
+                .get(si)
+                .is_none_or(|s| s.status == SsStatus::Live);
             if !live {
                 continue;
             }
@@ -174,7 +205,14 @@ impl State {
             for i in 0..self.cfg.slots {
                 let page = PageId::new(si as u16, i);
                 if self.slot(page).is_none_or(|s| s.state == SlotState::Unused) {
-                    at(if registered { Stage::Unused } else { Stage::Fresh }, page);
+                    at(
+                        if registered {
+                            Stage::Unused
+                        } else {
+                            Stage::Fresh
+                        },
+                        page,
+                    );
                 }
             }
         }

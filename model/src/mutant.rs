@@ -143,11 +143,22 @@ impl Mutant {
             Mutant::PageFullNoRecheck => I::HeapLists,
             Mutant::AbandonKeepsOwner => I::HeapLists,
             Mutant::ExitWithPages => I::Abandonment,
-            Mutant::ReleaseByTotalActive => I::SafeReuse,
+            Mutant::ReleaseByTotalActive => I::HeapLists,
             Mutant::ReleaseWithEntries => I::Stage1Nodes,
             Mutant::AllocWithoutPop => I::NoDoubleHandOut,
             Mutant::CountBeforePush => I::SafeReuse,
         })
+    }
+
+    /// The invariants this mutant may break first, depending on the path
+    /// a checker takes to it (`expected()` first).
+    pub fn breaks(self) -> Vec<Invariant> {
+        let mut v: Vec<Invariant> = self.expected().into_iter().collect();
+        if self == Mutant::Stage1NoRecheck {
+            // Stealing a page resets its counters and empties its lists.
+            v.extend([Invariant::TotalActive, Invariant::HeapLists]);
+        }
+        v
     }
 
     /// One line on what the mutant gets wrong.

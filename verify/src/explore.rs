@@ -102,7 +102,8 @@ impl Hasher for Fp128 {
     }
     fn write_u64(&mut self, i: u64) {
         self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
-        self.1 = (self.1.rotate_left(23) ^ i ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        self.1 = (self.1.rotate_left(23) ^ i ^ 0x9e37_79b9_7f4a_7c15)
+            .wrapping_mul(0xff51_afd7_ed55_8ccd);
     }
     fn finish(&self) -> u64 {
         self.0

@@ -8,6 +8,10 @@ use clap::Parser;
 use model::{ClassSpec, Config, Mutant};
 use verify::explore::{explore, Options};
 
+/// The default depth bound without a mutant: every state reachable in at
+/// most this many steps (1.5 M states of the tiny configuration).
+const DEFAULT_DEPTH: usize = 6;
+
 /// Explore the hakmem model exhaustively.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -48,9 +52,11 @@ struct Args {
     /// Stop after this many states.
     #[arg(long, default_value_t = Options::default().max_states)]
     max_states: usize,
-    /// Do not expand states deeper than this many steps.
-    #[arg(long, default_value_t = usize::MAX)]
-    max_depth: usize,
+    /// Do not expand states deeper than this many steps (default: 6 for
+    /// the specification, unbounded with a mutant, which stops at its
+    /// first violation).
+    #[arg(long)]
+    max_depth: Option<usize>,
     /// Keep exploring after the first violation (count them all).
     #[arg(long)]
     all_violations: bool,
@@ -112,7 +118,11 @@ fn main() -> ExitCode {
     let opts = Options {
         max_states: args.max_states,
         stop_at_first: !args.all_violations,
-        max_depth: args.max_depth,
+        max_depth: args.max_depth.unwrap_or(if mutant == Mutant::None {
+            DEFAULT_DEPTH
+        } else {
+            usize::MAX
+        }),
     };
     let out = explore(cfg, &opts);
     if let Some(found) = &out.first {
