@@ -396,7 +396,7 @@ impl State {
                 let pos = self.registry[usize::from(class.0)]
                     .iter()
                     .position(|s| *s == page.ss);
-                if !pos.is_some_and(|p| p < self.cfg.scan_limit) {
+                if pos.is_none_or(|p| p >= self.cfg.scan_limit) {
                     reject!(
                         "ss{} is not among the first {} of {class}'s registry",
                         page.ss.0,
