@@ -140,6 +140,9 @@ fn main() -> ExitCode {
         out.depth,
         if out.complete {
             "complete"
+        } else if out.violations == 0 && out.depth >= opts.max_depth && out.states < opts.max_states
+        {
+            "exhaustive up to the depth bound"
         } else {
             "stopped early"
         },
