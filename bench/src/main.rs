@@ -1,0 +1,2 @@
+//! The driver (placeholder while the library comes together).
+fn main() {}
