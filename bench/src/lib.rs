@@ -8,9 +8,12 @@
 //! allocator in alternating rounds, and writes `docs/benchmarks.md` and
 //! `docs/benchmarks.svg`.
 
+pub mod callgrind;
+pub mod chart;
 pub mod machine;
 pub mod report;
 pub mod rng;
+pub mod runner;
 pub mod stats;
 pub mod suite;
 pub mod worker;
