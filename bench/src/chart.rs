@@ -46,7 +46,10 @@ pub fn svg(m: &Measurements, t: &Table) -> Result<String, String> {
         root.fill(&WHITE).map_err(e)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
-                "Median throughput relative to the best peer (higher is better)",
+                format!(
+                    "Median throughput relative to the best peer (higher is better){}",
+                    if m.quick { " — quick run" } else { "" }
+                ),
                 ("sans-serif", 18),
             )
             .margin(12)
@@ -75,10 +78,14 @@ pub fn svg(m: &Measurements, t: &Table) -> Result<String, String> {
                 })
                 .collect();
             let col = colour(c);
+            let label = match (c, &m.stand_in) {
+                (Column::Hakmem, Some(_)) => "hakmem (STAND-IN: not hakmem)".to_string(),
+                _ => c.label().to_string(),
+            };
             chart
                 .draw_series(bars)
                 .map_err(e)?
-                .label(c.label())
+                .label(label)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], col.filled()));
         }
         for (x, style, name) in [
@@ -158,7 +165,13 @@ mod tests {
         let t = Table::compute(&m);
         let s = svg(&m, &t).unwrap();
         assert!(s.starts_with("<svg"));
-        for name in ["fixed_16", "fixed_1024", "system", "hakmem", "target (1.15)"] {
+        for name in [
+            "fixed_16",
+            "fixed_1024",
+            "system",
+            "hakmem",
+            "target (1.15)",
+        ] {
             assert!(s.contains(name), "{name} missing");
         }
         // One bar per row and allocator (4 allocators × 3 rows), beside the

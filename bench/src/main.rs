@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bench::callgrind::{self, IrRow};
 use bench::machine::{self, Machine};
 use bench::report::{self, Cell, Context, Measurements, Table};
-use bench::runner::{self, WORKSPACE_ROOT};
+use bench::runner::{self, workspace_root};
 use bench::suite::{self, Column};
 use bench::workloads::Workload;
 use clap::{Parser, Subcommand};
@@ -28,8 +28,9 @@ struct Cli {
     /// picks its group (default: all; `--list` shows them).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
-    /// Rounds (each runs every row on every allocator once).
-    #[arg(long, default_value_t = 5)]
+    /// Rounds (each runs every row on every allocator once). Issue 7 asks
+    /// for at least 5; the default of 7 keeps a full run at a few minutes.
+    #[arg(long, default_value_t = 7)]
     rounds: usize,
     /// Smaller sizes (about a tenth), for smoke runs.
     #[arg(long)]
@@ -79,7 +80,11 @@ fn run(cli: Cli) -> Result<(), String> {
     let all = suite::rows();
     if cli.list {
         for r in &all {
-            println!("{:<28} {}", r.name, r.workload(cli.quick).to_args().join(" "));
+            println!(
+                "{:<28} {}",
+                r.name,
+                r.workload(cli.quick).to_args().join(" ")
+            );
         }
         return Ok(());
     }
@@ -96,7 +101,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Some(Cmd::Callgrind { cycles, ref out }) => {
             let out = out
                 .clone()
-                .unwrap_or_else(|| Path::new(WORKSPACE_ROOT).join("docs/benchmarks-callgrind.md"));
+                .unwrap_or_else(|| workspace_root().join("docs/benchmarks-callgrind.md"));
             run_callgrind(&all, &bin_dir, cli.preload.clone(), cycles, &out)
         }
         None => run_suite(&cli, &all, &bin_dir),
@@ -135,7 +140,7 @@ fn run_suite(cli: &Cli, all: &[suite::Row], bin_dir: &Path) -> Result<(), String
     let out = cli
         .out
         .clone()
-        .unwrap_or_else(|| Path::new(WORKSPACE_ROOT).join("docs/benchmarks.md"));
+        .unwrap_or_else(|| workspace_root().join("docs/benchmarks.md"));
     let chart_path = out.with_extension("svg");
 
     let date = machine::now_utc();
@@ -247,7 +252,10 @@ fn print_summary(m: &Measurements, t: &Table) {
             line.push_str(&format!(" {cell:>16}"));
         }
         let hk = m.columns.iter().position(|c| *c == Column::Hakmem);
-        if let Some(c) = hk.and_then(|j| t.stats[i][j]).and_then(|s| s.above_floor_ns) {
+        if let Some(c) = hk
+            .and_then(|j| t.stats[i][j])
+            .and_then(|s| s.above_floor_ns)
+        {
             line.push_str(&format!("  {c:.2}"));
         }
         println!("{line}");
@@ -275,6 +283,7 @@ fn run_callgrind(
             .progress_chars("=> "),
     );
     let mut table = Vec::new();
+    let mut stand_in = None;
     for r in rows {
         let w = match r.full {
             Workload::RandomMixed(mut p) => {
@@ -290,10 +299,19 @@ fn run_callgrind(
                 let cmd = runner::worker_command(&bin, c, &w.to_args());
                 callgrind::count(&cmd, &scratch, c.label())
             });
+            let result = result.map(|(n, s)| {
+                if *c == Column::Hakmem && s.is_some() {
+                    stand_in = s;
+                }
+                n
+            });
             if let Err(e) = &result {
                 pb.println(format!("{} on {}: {e}", r.name, c.label()));
             }
-            cells.push((c.label().to_string(), result.map(|n| n as f64 / cycles as f64)));
+            cells.push((
+                c.label().to_string(),
+                result.map(|n| n as f64 / cycles as f64),
+            ));
             pb.inc(1);
         }
         table.push(IrRow {
@@ -303,7 +321,7 @@ fn run_callgrind(
     }
     pb.finish_and_clear();
     let _ = std::fs::remove_dir(&scratch);
-    let text = callgrind::table(&table, cycles, &machine::now_utc());
+    let text = callgrind::table(&table, cycles, &machine::now_utc(), stand_in.as_deref());
     println!("{text}");
     write_file(out, &text)?;
     eprintln!("wrote {}", out.display());

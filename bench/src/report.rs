@@ -544,8 +544,9 @@ thread starts by freeing the one it was handed. ops = malloc-write-free cycles.
 - `churn ROUNDS ENTRIES SEED`: build a `HashMap<String, Vec<u64>>` (fixed-key hasher) of ENTRIES \
 formatted keys with vectors grown by push to 0..63 elements, a growing log of cloned keys, every \
 eighth entry removing one; drop it all; ops = insertions.
-- The floor (`bench-noop`): the random_mixed loop with every slot's block pre-allocated (malloc \
-and free are a load and nothing): the cost of the loop itself.";
+- The floor (`bench-noop`): the random_mixed loop with every slot's block pre-allocated — one \
+cache line per slot, contiguous, as compact as possible so that the floor stays a lower bound — \
+so malloc is an address computation and free nothing: the cost of the loop itself.";
 
 /// How the numbers were made, for the report.
 const METHOD_NOTES: &str = "
@@ -557,8 +558,7 @@ release profile with `lto = \"fat\"`, `codegen-units = 1`; each binary differs o
 - Every (row, allocator) run is a separate process. Rounds alternate the allocators (A B C D A B \
 C D …) over every row, so slow drifts of the machine spread over all columns.
 - Time: the workload's own timer around its timed part (`std::time::Instant`). Peak RSS: the \
-worker's `getrusage(RUSAGE_SELF).ru_maxrss` at exit (includes the harness's own few hundred KiB; \
-the floor also holds WS × MAX bytes of pre-allocated blocks).
+worker's `getrusage(RUSAGE_SELF).ru_maxrss` at exit (the whole process: binary, harness and heap).
 - Peers: system (glibc), mimalloc, jemalloc, and a `--preload` library if given. hakmem and the \
 floor are not peers.
 
@@ -575,7 +575,7 @@ supported on this machine's virtual CPUs, hence callgrind.
 ## Commands
 
 ```sh
-cargo run --release -p bench                       # the full suite (default 5 rounds)
+cargo run --release -p bench                       # the full suite (default 7 rounds)
 cargo run --release -p bench -- --quick --rounds 2 # a smoke run
 cargo run --release -p bench -- --workloads random_mixed_ws256,fixed --rounds 9
 cargo run --release -p bench -- --preload /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4

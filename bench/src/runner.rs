@@ -9,7 +9,10 @@ use crate::suite::Column;
 use crate::worker::{Sample, STAND_IN_TAG};
 
 /// The workspace root, as it was when the driver was built.
-pub const WORKSPACE_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+pub fn workspace_root() -> PathBuf {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+    bench.parent().unwrap_or(bench).to_path_buf()
+}
 
 /// The directory holding the driver, and so the worker binaries.
 pub fn bin_dir() -> Result<PathBuf, String> {
@@ -24,7 +27,9 @@ pub fn bin_dir() -> Result<PathBuf, String> {
 /// to date. Uses the `CARGO` that started the driver, else `cargo`.
 pub fn build_workers(bin_dir: &Path) -> Result<(), String> {
     if cfg!(debug_assertions) {
-        return Err("the driver was built without --release; run `cargo run --release -p bench`".into());
+        return Err(
+            "the driver was built without --release; run `cargo run --release -p bench`".into(),
+        );
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     // <target>/release/bench → <target>
@@ -33,9 +38,16 @@ pub fn build_workers(bin_dir: &Path) -> Result<(), String> {
         .ok_or("the driver is not in a cargo target directory")?;
     eprintln!("building the per-allocator binaries (cargo build --release -p bench --bins)…");
     let status = Command::new(&cargo)
-        .args(["build", "--release", "-p", "bench", "--bins", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "bench",
+            "--bins",
+            "--target-dir",
+        ])
         .arg(target_dir)
-        .current_dir(WORKSPACE_ROOT)
+        .current_dir(workspace_root())
         .status()
         .map_err(|e| format!("starting {cargo:?}: {e}"))?;
     if !status.success() {

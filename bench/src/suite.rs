@@ -84,8 +84,8 @@ fn larson_row(name: &'static str, threads: u32) -> Row {
     };
     Row {
         name,
-        full: p(500),
-        quick: p(50),
+        full: p(2000),
+        quick: p(200),
         cost_target: false,
     }
 }
@@ -106,8 +106,8 @@ fn sharing_row(name: &'static str, scratch: bool) -> Row {
     };
     Row {
         name,
-        full: w(100_000),
-        quick: w(10_000),
+        full: w(1_000_000),
+        quick: w(100_000),
         cost_target: false,
     }
 }
@@ -138,8 +138,8 @@ pub fn rows() -> Vec<Row> {
         sharing_row("cache_scratch_t2", true),
         Row {
             name: "churn",
-            full: churn(500),
-            quick: churn(50),
+            full: churn(1000),
+            quick: churn(100),
             cost_target: false,
         },
     ]

@@ -303,10 +303,12 @@ pub fn warm_up_seed(seed: u32) -> u32 {
 }
 
 /// The allocator as random_mixed sees it. The slot index is passed so that
-/// the no-op heap can hand out each slot's pre-allocated block; the real heap
+/// the floor can hand out each slot's pre-allocated line; the real heap
 /// ignores it.
 pub trait SlotHeap {
-    /// Allocates a block of `layout` for slot `slot`; null on failure.
+    /// Allocates for slot `slot` a block of `layout` (the floor: a block
+    /// valid for its first byte only, which is all random_mixed touches);
+    /// null on failure.
     ///
     /// # Safety
     /// `layout.size()` is not zero.
@@ -337,47 +339,55 @@ impl SlotHeap for GlobalHeap {
     }
 }
 
-/// The floor: every slot has a block of `max` bytes allocated before the
-/// loop; "allocating" returns it and "freeing" does nothing. What is left is
-/// the cost of the loop itself (draw, slot test, size computation, the byte
-/// written), so `time(allocator) − time(floor)` is the allocator's own cost.
+/// The floor's bytes per slot: one cache line.
+pub const FLOOR_LINE: usize = 64;
+
+/// The floor: every slot has its own cache line, pre-allocated in one
+/// contiguous array before the loop; "allocating" returns the slot's line
+/// and "freeing" does nothing. What is left is the cost of the loop itself
+/// (draw, slot test, size computation, the first byte written), so
+/// `time(allocator) − time(floor)` is the allocator's own cost.
+///
+/// The lines are as small and as close together as they can be (WS × 64 B:
+/// 16 KiB for WS 256, 512 KiB for WS 8192), smaller than any allocator's
+/// live set, so the floor's first-byte write is never slower than an
+/// allocator's and the floor stays a lower bound. (A full MAX-byte block per
+/// slot would spread WS 8192 over 8.5 MB and make the floor *slower* than
+/// an allocator that reuses hot blocks.)
 pub struct FloorHeap {
-    blocks: Vec<*mut u8>,
+    lines: *mut u8,
     layout: Layout,
 }
 
 impl FloorHeap {
-    /// Pre-allocates one `p.max`-byte block per slot.
+    /// Pre-allocates one cache line per slot.
     pub fn new(p: MixedParams) -> Self {
-        let layout = Layout::from_size_align(p.max as usize, ALIGN).expect("MAX fits a Layout");
-        let blocks = (0..p.ws)
-            .map(|_| {
-                // SAFETY: `layout` has a non-zero size (MIN > 0, checked by
-                // `Workload::parse` and `random_mixed`).
-                let b = unsafe { alloc(layout) };
-                if b.is_null() {
-                    handle_alloc_error(layout);
-                }
-                b
-            })
-            .collect();
-        Self { blocks, layout }
+        let layout = Layout::from_size_align(p.ws as usize * FLOOR_LINE, FLOOR_LINE)
+            .expect("WS × 64 fits a Layout");
+        // SAFETY: WS > 0 (checked by `Workload::parse` and `random_mixed`),
+        // so the size is not zero.
+        let lines = unsafe { alloc(layout) };
+        if lines.is_null() {
+            handle_alloc_error(layout);
+        }
+        Self { lines, layout }
     }
 }
 
 impl Drop for FloorHeap {
     fn drop(&mut self) {
-        for &b in &self.blocks {
-            // SAFETY: every block came from `alloc(self.layout)` in `new`.
-            unsafe { dealloc(b, self.layout) };
-        }
+        // SAFETY: `lines` came from `alloc(self.layout)` in `new`.
+        unsafe { dealloc(self.lines, self.layout) };
     }
 }
 
 impl SlotHeap for FloorHeap {
     #[inline(always)]
     unsafe fn alloc(&mut self, slot: usize, _layout: Layout) -> *mut u8 {
-        self.blocks[slot]
+        debug_assert!((slot + 1) * FLOOR_LINE <= self.layout.size());
+        // SAFETY: slot < WS (random_mixed draws `r % WS`), so the line is
+        // inside the array.
+        unsafe { self.lines.add(slot * FLOOR_LINE) }
     }
 
     #[inline(always)]
@@ -924,7 +934,7 @@ mod tests {
     }
 
     #[test]
-    fn floor_heap_hands_out_each_slots_block() {
+    fn floor_heap_hands_out_each_slots_line() {
         let p = MixedParams {
             cycles: 1000,
             ws: 4,
@@ -937,7 +947,7 @@ mod tests {
         // SAFETY: non-zero size; the floor heap's dealloc does nothing.
         unsafe {
             let a = floor.alloc(2, l);
-            assert_eq!(a, floor.blocks[2]);
+            assert_eq!(a, floor.lines.add(2 * FLOOR_LINE));
             floor.dealloc(2, a, l);
             assert_eq!(floor.alloc(2, l), a);
         }
