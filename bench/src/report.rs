@@ -536,7 +536,8 @@ definition ties each slot to a few sizes: WS 8192 to exactly one).
 - `larson THREADS ROUNDS PER_ROUND BLOCKS MIN MAX SEED`: one array of BLOCKS blocks per thread, \
 filled untimed by its thread; in round k thread t replaces PER_ROUND random blocks (sizes \
 MIN..=MAX) of array (t + k) % T, then waits at a barrier: from round 1 on, blocks are freed by a \
-thread that did not allocate them. ops = allocator calls = 2 × T × ROUNDS × PER_ROUND.
+thread that did not allocate them (with the suite's 1024 blocks and 16384 replacements per \
+round, about 6% of all frees). ops = allocator calls = 2 × T × ROUNDS × PER_ROUND.
 - `cache_thrash` / `cache_scratch THREADS ITERATIONS SIZE WRITES` (Hoard's false-sharing tests): \
 each thread allocates a SIZE-byte object, writes and reads back each byte WRITES times, frees it; \
 in cache_scratch the main thread first allocates one object per thread back to back and each \
