@@ -29,16 +29,17 @@ pub fn svg(m: &Measurements, t: &Table) -> Result<String, String> {
         .filter(|(_, c)| **c != Column::Floor)
         .collect();
     let n_rows = m.rows.len();
+    // The axis covers the drawn bars (not the floor, which is not drawn).
     let xmax = t
         .stats
         .iter()
-        .flatten()
-        .flatten()
-        .filter_map(|s| s.vs_best)
+        .flat_map(|row| cols.iter().filter_map(|(j, _)| row[*j]?.vs_best))
         .fold(1.3_f64, f64::max)
         * 1.05;
     let row_px = 16 * cols.len() as u32 + 12;
-    let height = 110 + row_px * n_rows as u32;
+    // An empty band under the rows holds the legend: about 16 px per entry.
+    let legend_rows = (16.0 * (cols.len() + 2) as f64 + 24.0) / f64::from(row_px);
+    let height = 110 + (row_px as f64 * (n_rows as f64 + legend_rows)) as u32;
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (900, height)).into_drawing_area();
@@ -55,7 +56,7 @@ pub fn svg(m: &Measurements, t: &Table) -> Result<String, String> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(190)
-            .build_cartesian_2d(0f64..xmax, 0f64..n_rows as f64)
+            .build_cartesian_2d(0f64..xmax, -legend_rows..n_rows as f64)
             .map_err(e)?;
         chart
             .configure_mesh()
@@ -94,7 +95,7 @@ pub fn svg(m: &Measurements, t: &Table) -> Result<String, String> {
         ] {
             chart
                 .draw_series(std::iter::once(PathElement::new(
-                    vec![(x, 0.0), (x, n_rows as f64)],
+                    vec![(x, -legend_rows), (x, n_rows as f64)],
                     style,
                 )))
                 .map_err(e)?

@@ -275,15 +275,31 @@ pub fn targets(m: &Measurements, t: &Table) -> Vec<Target> {
             })
             .collect(),
     );
+    // The peers' own scaling, for context: what two cores gave in this run.
+    let peer_scaling: Vec<String> = m
+        .columns
+        .iter()
+        .filter(|c| c.is_peer())
+        .filter_map(|c| {
+            let a = t.get(m, "larson_t1", c)?;
+            let b = t.get(m, "larson_t2", c)?;
+            Some(format!(
+                "{} {:.2}×",
+                c.label(),
+                b.tput.median / a.tput.median
+            ))
+        })
+        .collect();
     let larson = match (hk("larson_t1"), hk("larson_t2")) {
         (Some(a), Some(b)) => {
             let s = b.tput.median / a.tput.median;
             vec![(
                 Verdict::of(Some(s >= 1.8)),
                 format!(
-                    "larson_t2 / larson_t1 = {:.1} / {:.1} Mops/s = {s:.2}×",
+                    "larson_t2 / larson_t1 = {:.1} / {:.1} Mops/s = {s:.2}× (peers in the same run: {})",
                     b.tput.median / 1e6,
-                    a.tput.median / 1e6
+                    a.tput.median / 1e6,
+                    peer_scaling.join(", ")
                 ),
             )]
         }
@@ -570,7 +586,7 @@ floor are not peers.
 (`--toggle-collect` on `mixed_timed_loop`), on random_mixed WS 256 and the fixed sizes with a \
 small CYCLES (200,000 by default), and prints instructions per operation and the same minus the \
 floor's (the allocator's own instructions per malloc/free beyond the benchmark loop). It writes \
-`docs/benchmarks-callgrind.md`. Hardware counters (`perf stat -e instructions`) are not \
+[`docs/benchmarks-callgrind.md`](benchmarks-callgrind.md) (needs valgrind). Hardware counters (`perf stat -e instructions`) are not \
 supported on this machine's virtual CPUs, hence callgrind.
 
 ## Commands
