@@ -28,6 +28,11 @@ struct Cli {
     /// picks its group (default: all; `--list` shows them).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
+    /// Columns to run, comma-separated labels (system, mimalloc, jemalloc,
+    /// the preload's label, hakmem, floor; default: all). Ratios are to the
+    /// best peer among those run.
+    #[arg(long, value_delimiter = ',')]
+    allocators: Vec<String>,
     /// Rounds (each runs every row on every allocator once). Issue 7 asks
     /// for at least 5; the default of 7 keeps a full run at a few minutes.
     #[arg(long, default_value_t = 7)]
@@ -102,7 +107,9 @@ fn run(cli: Cli) -> Result<(), String> {
             let out = out
                 .clone()
                 .unwrap_or_else(|| workspace_root().join("docs/benchmarks-callgrind.md"));
-            run_callgrind(&all, &bin_dir, cli.preload.clone(), cycles, &out)
+            let columns =
+                suite::select_columns(suite::columns(cli.preload.clone()), &cli.allocators)?;
+            run_callgrind(&all, &bin_dir, columns, cycles, &out)
         }
         None => run_suite(&cli, &all, &bin_dir),
     }
@@ -123,7 +130,7 @@ fn run_suite(cli: &Cli, all: &[suite::Row], bin_dir: &Path) -> Result<(), String
         return Err("--rounds must be at least 1".into());
     }
     let rows = suite::select(all, &cli.workloads)?;
-    let columns = suite::columns(cli.preload.clone());
+    let columns = suite::select_columns(suite::columns(cli.preload.clone()), &cli.allocators)?;
     let bins: Vec<PathBuf> = columns
         .iter()
         .map(|c| runner::worker_path(bin_dir, c))
@@ -268,12 +275,11 @@ fn print_summary(m: &Measurements, t: &Table) {
 fn run_callgrind(
     all: &[suite::Row],
     bin_dir: &Path,
-    preload: Option<PathBuf>,
+    columns: Vec<Column>,
     cycles: u64,
     out: &Path,
 ) -> Result<(), String> {
     let rows: Vec<&suite::Row> = all.iter().filter(|r| r.cost_target).collect();
-    let columns = suite::columns(preload);
     let scratch = std::env::temp_dir().join(format!("bench-callgrind-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
     let pb = ProgressBar::new((rows.len() * columns.len()) as u64);

@@ -56,6 +56,8 @@ pub struct Stat {
     pub ns_per_op: f64,
     /// Peak RSS, MiB.
     pub rss_mib: Summary,
+    /// Minor page faults of the whole worker (median).
+    pub minflt: f64,
     /// Throughput ÷ the best peer's (medians).
     pub vs_best: Option<f64>,
     /// ns/op above the floor's.
@@ -96,10 +98,12 @@ impl Table {
                         .iter()
                         .map(|s| s.maxrss_kib as f64 / 1024.0)
                         .collect();
+                    let faults: Vec<f64> = c.samples.iter().map(|s| s.minflt as f64).collect();
                     Some(Stat {
                         tput: Summary::of(&tput)?,
                         ns_per_op: Summary::of(&ns)?.median,
                         rss_mib: Summary::of(&rss)?,
+                        minflt: Summary::of(&faults)?.median,
                         vs_best: None,
                         above_floor_ns: None,
                         vs_leanest: None,
@@ -435,14 +439,15 @@ pub fn markdown(m: &Measurements, t: &Table, cx: &Context) -> String {
     let _ = writeln!(
         w,
         "Medians over the rounds, min–max in the same unit. ns/op above floor: the allocator's \
-         own cost per op (random_mixed family only). Peak RSS: the whole worker process.\n"
+         own cost per op (random_mixed family only). Peak RSS and minor page faults: the whole worker \
+         process (`getrusage`).\n"
     );
     let _ = writeln!(
         w,
         "| row | allocator | Mops/s | min–max | × best peer | ns/op | ns/op above floor | \
-         peak RSS MiB | min–max | × leanest peer | runs |"
+         peak RSS MiB | min–max | × leanest peer | page faults | runs |"
     );
-    let _ = writeln!(w, "|{}", " --- |".repeat(11));
+    let _ = writeln!(w, "|{}", " --- |".repeat(12));
     for (i, r) in m.rows.iter().enumerate() {
         for (j, c) in m.columns.iter().enumerate() {
             let cell = &m.cells[i][j];
@@ -463,7 +468,7 @@ pub fn markdown(m: &Measurements, t: &Table, cx: &Context) -> String {
                 Some(s) => {
                     let _ = writeln!(
                         w,
-                        "| {} | {} | {:.2} | {:.2}–{:.2} | {} | {:.2} | {} | {:.1} | {:.1}–{:.1} | {} | {} |",
+                        "| {} | {} | {:.2} | {:.2}–{:.2} | {} | {:.2} | {} | {:.1} | {:.1}–{:.1} | {} | {:.0} | {} |",
                         r.name,
                         c.label(),
                         s.tput.median / 1e6,
@@ -476,13 +481,14 @@ pub fn markdown(m: &Measurements, t: &Table, cx: &Context) -> String {
                         s.rss_mib.min,
                         s.rss_mib.max,
                         fmt_opt(s.vs_leanest, |v| format!("{v:.2}")),
+                        s.minflt,
                         runs
                     );
                 }
                 None => {
                     let _ = writeln!(
                         w,
-                        "| {} | {} | – | – | – | – | – | – | – | – | {} |",
+                        "| {} | {} | – | – | – | – | – | – | – | – | – | {} |",
                         r.name,
                         c.label(),
                         runs

@@ -261,6 +261,21 @@ pub fn columns(preload: Option<PathBuf>) -> Vec<Column> {
     c
 }
 
+/// The columns picked by `--allocators` (labels; empty = all), in run order.
+pub fn select_columns(all: Vec<Column>, labels: &[String]) -> Result<Vec<Column>, String> {
+    if let Some(bad) = labels.iter().find(|l| !all.iter().any(|c| c.label() == *l)) {
+        let known: Vec<&str> = all.iter().map(Column::label).collect();
+        return Err(format!(
+            "unknown allocator {bad:?}; known: {}",
+            known.join(", ")
+        ));
+    }
+    Ok(all
+        .into_iter()
+        .filter(|c| labels.is_empty() || labels.iter().any(|l| l == c.label()))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,5 +354,21 @@ mod tests {
             Column::preload(PathBuf::from("/x/libfoo.so")).label(),
             "foo"
         );
+    }
+
+    #[test]
+    fn allocator_selection_keeps_run_order_and_rejects_unknown_labels() {
+        let pick = |v: &[&str]| {
+            let l: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            select_columns(columns(None), &l)
+        };
+        let got: Vec<String> = pick(&["floor", "hakmem", "jemalloc"])
+            .unwrap()
+            .iter()
+            .map(|c| c.label().to_string())
+            .collect();
+        assert_eq!(got, ["jemalloc", "hakmem", "floor"]);
+        assert_eq!(pick(&[]).unwrap().len(), 5);
+        assert!(pick(&["tcmalloc"]).is_err());
     }
 }
