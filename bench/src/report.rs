@@ -584,6 +584,9 @@ C D …) over every row, so slow drifts of the machine spread over all columns.
 worker's `getrusage(RUSAGE_SELF).ru_maxrss` at exit (the whole process: binary, harness and heap).
 - Peers: system (glibc), mimalloc, jemalloc, and a `--preload` library if given. hakmem and the \
 floor are not peers.
+- Each allocator is used the way a Rust program gets it: the C peers are static libraries \
+called through FFI (no cross-language LTO), while hakmem, being Rust, can be inlined into the \
+benchmark loop by fat LTO.
 
 ## Instruction counts (callgrind)
 
