@@ -1,0 +1,169 @@
+//! Building and starting the worker binaries.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::suite::Column;
+use crate::worker::{Sample, STAND_IN_TAG};
+
+/// The workspace root, as it was when the driver was built.
+pub fn workspace_root() -> PathBuf {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+    bench.parent().unwrap_or(bench).to_path_buf()
+}
+
+/// The directory holding the driver, and so the worker binaries.
+pub fn bin_dir() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| format!("{} has no parent directory", exe.display()))
+}
+
+/// Builds every worker binary (`cargo build --release -p bench --bins`)
+/// into the driver's own target directory; cargo does nothing if they are up
+/// to date. Uses the `CARGO` that started the driver, else `cargo`.
+pub fn build_workers(bin_dir: &Path) -> Result<(), String> {
+    if cfg!(debug_assertions) {
+        return Err(
+            "the driver was built without --release; run `cargo run --release -p bench`".into(),
+        );
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // <target>/release/bench → <target>
+    let target_dir = bin_dir
+        .parent()
+        .ok_or("the driver is not in a cargo target directory")?;
+    eprintln!("building the per-allocator binaries (cargo build --release -p bench --bins)…");
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "bench",
+            "--bins",
+            "--target-dir",
+        ])
+        .arg(target_dir)
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("starting {cargo:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build failed: {status}"));
+    }
+    Ok(())
+}
+
+/// The worker binary of `column` in `bin_dir`, checked to exist.
+pub fn worker_path(bin_dir: &Path, column: &Column) -> Result<PathBuf, String> {
+    let p = bin_dir.join(column.binary());
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} not found (build with `cargo build --release -p bench --bins`)",
+            p.display()
+        ))
+    }
+}
+
+/// A command for `column`'s worker with `args`, `LD_PRELOAD` set for a
+/// preload column and removed otherwise.
+pub fn worker_command(bin: &Path, column: &Column, args: &[String]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    match column {
+        Column::Preload { path, .. } => cmd.env("LD_PRELOAD", path),
+        _ => cmd.env_remove("LD_PRELOAD"),
+    };
+    cmd
+}
+
+/// What one worker run gave.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    /// The measurement.
+    pub sample: Sample,
+    /// The worker's stand-in line, if it printed one.
+    pub stand_in: Option<String>,
+}
+
+/// Runs `cmd` to completion (killing it after `timeout`) and parses its
+/// result line.
+pub fn run_worker(mut cmd: Command, timeout: Duration) -> Result<RunOutput, String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(timeout) {
+        Ok(r) => r.map_err(|e| format!("wait: {e}"))?,
+        Err(_) => {
+            // The child has not exited (the waiter has not reaped it), so
+            // `pid` is still ours: kill it and let the waiter reap it.
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            let _ = waiter.join();
+            return Err(format!("timed out after {} s", timeout.as_secs()));
+        }
+    };
+    let _ = waiter.join();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or("").trim();
+        return Err(format!("{} {last}", out.status));
+    }
+    let sample = Sample::parse(&stdout)?;
+    let stand_in = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(STAND_IN_TAG))
+        .map(|s| s.trim().to_string());
+    Ok(RunOutput { sample, stand_in })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_result_is_parsed_from_stdout() {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "echo bench-stand-in glibc; echo bench-result ops=10 secs=0.5 maxrss_kib=7 minflt=1",
+        ]);
+        let out = run_worker(cmd, Duration::from_secs(60)).unwrap();
+        assert_eq!(out.sample.ops, 10);
+        assert_eq!(out.stand_in.as_deref(), Some("glibc"));
+    }
+
+    #[test]
+    fn failures_are_reported_not_hidden() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo boom >&2; exit 3"]);
+        let e = run_worker(cmd, Duration::from_secs(60)).unwrap_err();
+        assert!(e.contains("boom") && e.contains('3'), "{e}");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo nothing"]);
+        assert!(run_worker(cmd, Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn a_hung_worker_is_killed_at_the_timeout() {
+        // `read` blocks on a pipe that never delivers: a hang without sleeping.
+        let fifo = std::env::temp_dir().join(format!("bench-hang-{}", std::process::id()));
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "mkfifo \"$0\" && read x < \"$0\""])
+            .arg(&fifo);
+        let e = run_worker(cmd, Duration::from_millis(300)).unwrap_err();
+        let _ = std::fs::remove_file(&fifo);
+        assert!(e.contains("timed out"), "{e}");
+    }
+}
