@@ -1,0 +1,272 @@
+//! The global allocator: [`Hakmem`] on one process-wide
+//! `Instance<StdBackend>` that lives in static memory and is initialised
+//! lazily by an atomic state machine (no allocation, no std `Once`/`Mutex`).
+//!
+//! Fast paths (see `heap.rs`): `alloc` = TLS heap → class table → current
+//! page → pop; `dealloc` = chunk-map byte → slot metadata → owner == this
+//! heap → push. Everything else is `#[cold]`.
+
+use crate::heap::{self, Heap, HeapLocal, List};
+use crate::instance::{Instance, InstanceConfig};
+use crate::page::PageLocal;
+use crate::size_class::{class_for, class_of, NUM_CLASSES, SMALL_MAX};
+use crate::stage1::FbLink;
+use crate::stats::{HeapCounters, Stats};
+use crate::superslab::SlotMeta;
+use crate::sync::{StdBackend, StdCell};
+use crate::{chunkmap, config, large, tls};
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::ptr::{self, null_mut};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+/// hakmem as Rust's global allocator:
+/// `#[global_allocator] static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;`
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hakmem;
+
+/// A static that holds a value with raw pointers (the empty page/heap).
+pub(crate) struct StaticCell<T>(UnsafeCell<T>);
+// SAFETY: the empty page and heap are never written: the empty page has no
+// free block (so nothing pops from it) and is never owned; the empty heap
+// is never an owner and its slow path switches to a real heap first.
+unsafe impl<T> Sync for StaticCell<T> {}
+
+impl<T> StaticCell<T> {
+    pub(crate) const fn get(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
+static EMPTY_PAGE: StaticCell<SlotMeta<StdBackend>> = StaticCell(UnsafeCell::new(SlotMeta {
+    local: StdCell::new_const(PageLocal::new()),
+    state: AtomicU32::new(0),
+    used: AtomicU32::new(0),
+    owner: AtomicPtr::new(null_mut()),
+    remote: AtomicPtr::new(null_mut()),
+    next_abandoned: AtomicPtr::new(null_mut()),
+    empty_since: AtomicU64::new(0),
+    fb: StdCell::new_const(FbLink::new()),
+}));
+
+/// The heap every thread starts with (and returns to at exit).
+pub(crate) static EMPTY_HEAP: StaticCell<Heap<StdBackend>> = StaticCell(UnsafeCell::new(Heap {
+    local: StdCell::new_const(HeapLocal {
+        current: [EMPTY_PAGE.get(); NUM_CLASSES],
+        partial: [List::EMPTY; NUM_CLASSES],
+        full: [List::EMPTY; NUM_CLASSES],
+    }),
+    counters: HeapCounters::new(),
+    full_hint: AtomicU32::new(0),
+    alive: AtomicU32::new(0),
+    index: u32::MAX,
+    inst: ptr::null(),
+    next_all: null_mut(),
+    next_free: StdCell::new_const(null_mut()),
+}));
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+
+struct GlobalInstance {
+    state: AtomicU8,
+    inst: UnsafeCell<MaybeUninit<Instance<StdBackend>>>,
+}
+
+// SAFETY: `inst` is written once by the thread that moved `state` from
+// UNINIT to BUSY and read only after `state == READY` (Acquire).
+unsafe impl Sync for GlobalInstance {}
+
+static GLOBAL: GlobalInstance = GlobalInstance {
+    state: AtomicU8::new(UNINIT),
+    inst: UnsafeCell::new(MaybeUninit::uninit()),
+};
+
+/// Remote frees by threads that have no heap yet, before the instance's
+/// counters are reachable from the caller (folded into the stats).
+static EARLY_REMOTE: [AtomicUsize; NUM_CLASSES] = [const { AtomicUsize::new(0) }; NUM_CLASSES];
+
+/// The process-wide instance, initialised on first use; `None` if the OS
+/// refuses the memory it needs.
+pub(crate) fn instance() -> Option<&'static Instance<StdBackend>> {
+    if GLOBAL.state.load(Ordering::Acquire) == READY {
+        // SAFETY: READY observed with Acquire: initialised, never written again.
+        return Some(unsafe { (*GLOBAL.inst.get()).assume_init_ref() });
+    }
+    init_slow()
+}
+
+#[cold]
+#[inline(never)]
+fn init_slow() -> Option<&'static Instance<StdBackend>> {
+    loop {
+        match GLOBAL
+            .state
+            .compare_exchange(UNINIT, BUSY, Ordering::Acquire, Ordering::Acquire)
+        {
+            Ok(_) => {
+                if !crate::os::page_size_ok() {
+                    crate::fatal!("unsupported OS page size (hakmem assumes 4 KiB)");
+                }
+                let c = config::get();
+                let cfg = InstanceConfig {
+                    arena_cache: c.arena_cache,
+                    purge_delay_ms: c.purge_delay_ms,
+                    ..InstanceConfig::DEFAULT
+                };
+                let Some(inst) = Instance::build(cfg) else {
+                    GLOBAL.state.store(UNINIT, Ordering::Release);
+                    return None;
+                };
+                // SAFETY: we won UNINIT → BUSY: no one else reads or writes.
+                unsafe { (*GLOBAL.inst.get()).write(inst) };
+                GLOBAL.state.store(READY, Ordering::Release);
+                if c.stats {
+                    // SAFETY: registering a plain `extern "C"` function.
+                    unsafe { libc::atexit(print_stats_at_exit) };
+                }
+                // SAFETY: just initialised.
+                return Some(unsafe { (*GLOBAL.inst.get()).assume_init_ref() });
+            }
+            Err(READY) => {
+                // SAFETY: READY observed with Acquire.
+                return Some(unsafe { (*GLOBAL.inst.get()).assume_init_ref() });
+            }
+            Err(_) => core::hint::spin_loop(),
+        }
+    }
+}
+
+/// The slow path of a thread without heap: create it, then allocate.
+#[cold]
+#[inline(never)]
+pub(crate) fn alloc_on_fresh_heap(class: usize) -> *mut u8 {
+    let Some(inst) = instance() else {
+        return null_mut();
+    };
+    let Some(h) = inst.new_heap_raw() else {
+        return null_mut();
+    };
+    tls::set_heap(h);
+    // SAFETY: `h` is now this thread's heap.
+    unsafe { heap::alloc(h, class) }
+}
+
+/// A remote free by a thread with no heap.
+pub(crate) fn count_remote_free(class: usize) {
+    EARLY_REMOTE[class].fetch_add(1, Ordering::Relaxed);
+}
+
+/// The thread-exit hook: abandon `h`'s pages, keep `h` for reuse.
+pub(crate) fn exit_thread_heap(h: *mut Heap<StdBackend>) {
+    if let Some(inst) = instance() {
+        // SAFETY: `h` is the exiting thread's heap, created by `inst`.
+        let r = unsafe { inst.heap_ref(h) };
+        r.exit();
+    }
+}
+
+extern "C" fn print_stats_at_exit() {
+    let s = stats();
+    let mut w = crate::diag::StackWriter::<8192>::new();
+    let _ = s.write_report(&mut w);
+    w.flush_to(2);
+}
+
+/// Process-wide statistics of the global allocator.
+pub fn stats() -> Stats {
+    let Some(inst) = (GLOBAL.state.load(Ordering::Acquire) == READY)
+        .then(|| instance())
+        .flatten()
+    else {
+        return Stats::default();
+    };
+    let mut s = inst.stats();
+    for (c, cs) in s.classes.iter_mut().enumerate() {
+        cs.remote_frees += EARLY_REMOTE[c].load(Ordering::Relaxed) as u64;
+    }
+    s
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_general(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    match class_for(size, align) {
+        Some(c) => {
+            // SAFETY: the calling thread's heap.
+            let p = unsafe { heap::alloc(tls::heap(), c) };
+            if zeroed && !p.is_null() {
+                // SAFETY: a fresh block of at least `size` bytes.
+                unsafe { p.write_bytes(0, size) };
+            }
+            p
+        }
+        None => large::alloc(size, align, zeroed),
+    }
+}
+
+/// The class of a live small block, `None` for a large one.
+#[inline]
+fn small_class_of(ptr: *mut u8) -> Option<usize> {
+    if chunkmap::entry(ptr as usize) != chunkmap::SUPERSLAB {
+        return None;
+    }
+    // SAFETY: a live SuperSlab's header.
+    let m = unsafe { &*crate::superslab::slot_of::<StdBackend>(ptr) };
+    match m.state() {
+        crate::superslab::SlotState::Active(c) => Some(c as usize),
+        _ => crate::fatal!("realloc(): invalid pointer {:p} (its page is not in use)", ptr),
+    }
+}
+
+// SAFETY: blocks are `layout.size()` bytes at `layout.align()`: small ones
+// from a class whose block size is ≥ size and a multiple of the alignment,
+// large ones from `large`; memory is never handed out twice while live.
+unsafe impl GlobalAlloc for Hakmem {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let size = layout.size();
+        if size <= SMALL_MAX && layout.align() <= 16 {
+            // SAFETY: the calling thread's heap.
+            return unsafe { heap::alloc(tls::heap(), class_of(size)) };
+        }
+        alloc_general(size, layout.align(), false)
+    }
+
+    #[inline(always)]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: the caller hands back a live block of ours.
+        unsafe { heap::free(tls::heap(), ptr) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        alloc_general(layout.size(), layout.align(), true)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let align = layout.align();
+        let old_class = small_class_of(ptr);
+        let new_class = class_for(new_size, align);
+        if let (Some(o), Some(n)) = (old_class, new_class) {
+            if o == n {
+                return ptr;
+            }
+        }
+        if old_class.is_none() && new_class.is_none() {
+            // SAFETY: a live large block of ours.
+            return unsafe { large::realloc(ptr, new_size, align) };
+        }
+        let q = alloc_general(new_size, align, false);
+        if !q.is_null() {
+            // SAFETY: both blocks are live; `min` bytes are valid in both.
+            unsafe {
+                ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        q
+    }
+}
