@@ -270,3 +270,90 @@ unsafe impl GlobalAlloc for Hakmem {
         q
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_pattern(p: *mut u8, n: usize, v: u8) {
+        for i in (0..n).step_by(61).chain(n.checked_sub(1)) {
+            // SAFETY: `p` holds `n` initialised bytes.
+            assert_eq!(unsafe { *p.add(i) }, v, "byte {i} of {n}");
+        }
+    }
+
+    #[test]
+    fn global_alloc_sizes_alignments_realloc() {
+        let a = Hakmem;
+        let mut blocks = Vec::new();
+        for shift in 0..=16 {
+            let align = 1usize << shift;
+            for size in [1usize, 8, 16, 17, 100, 1024, 1025, 4000, 8192, 8193, 70_000] {
+                let l = Layout::from_size_align(size, align).unwrap();
+                // SAFETY: non-zero size.
+                let p = unsafe { a.alloc(l) };
+                assert!(!p.is_null());
+                assert_eq!(p as usize % align, 0);
+                // SAFETY: fresh block of `size` bytes.
+                unsafe { p.write_bytes(shift as u8, size) };
+                blocks.push((p, l, shift as u8));
+            }
+        }
+        for (p, l, v) in blocks {
+            check_pattern(p, l.size(), v);
+            // SAFETY: ours, with its layout.
+            unsafe { a.dealloc(p, l) };
+        }
+        // Zeroed memory and realloc growth/shrink keep contents.
+        let l = Layout::from_size_align(48, 8).unwrap();
+        // SAFETY: non-zero size.
+        let mut p = unsafe { a.alloc_zeroed(l) };
+        check_pattern(p, 48, 0);
+        // SAFETY: ours.
+        unsafe { p.write_bytes(7, 48) };
+        let mut cur = l;
+        for new in [64, 200, 5000, 20_000, 300, 40, 16] {
+            // SAFETY: ours with its current layout.
+            p = unsafe { a.realloc(p, cur, new) };
+            check_pattern(p, cur.size().min(new).min(16), 7);
+            cur = Layout::from_size_align(new, 8).unwrap();
+        }
+        // SAFETY: ours.
+        unsafe { a.dealloc(p, cur) };
+        assert!(stats().total_allocs() > 0);
+    }
+
+    #[test]
+    fn global_cross_thread_frees_and_thread_exit() {
+        let a = Hakmem;
+        let l = Layout::from_size_align(256, 16).unwrap();
+        let n = if cfg!(miri) { 20 } else { 2000 };
+        for _ in 0..3 {
+            let ptrs: Vec<usize> = std::thread::spawn(move || {
+                (0..n)
+                    .map(|i| {
+                        // SAFETY: non-zero size.
+                        let p = unsafe { a.alloc(l) };
+                        // SAFETY: fresh block.
+                        unsafe { p.write_bytes(i as u8, 256) };
+                        p as usize
+                    })
+                    .collect()
+            })
+            .join()
+            .unwrap();
+            // The allocating thread has exited: its pages are abandoned;
+            // these frees are remote.
+            std::thread::spawn(move || {
+                for (i, p) in ptrs.into_iter().enumerate() {
+                    check_pattern(p as *mut u8, 256, i as u8);
+                    // SAFETY: live block with its layout.
+                    unsafe { a.dealloc(p as *mut u8, l) };
+                }
+            })
+            .join()
+            .unwrap();
+        }
+        assert!(stats().abandoned_pages > 0);
+    }
+}

@@ -32,3 +32,6 @@ pub use observe::{Event, FlushReason, Stage};
 pub use snapshot::Snapshot;
 pub use stats::Stats;
 pub use sync::{Backend, Mutant, StdBackend};
+
+#[cfg(test)]
+mod protocol_tests;
