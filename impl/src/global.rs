@@ -178,7 +178,7 @@ extern "C" fn print_stats_at_exit() {
 /// Process-wide statistics of the global allocator.
 pub fn stats() -> Stats {
     let Some(inst) = (GLOBAL.state.load(Ordering::Acquire) == READY)
-        .then(|| instance())
+        .then(instance)
         .flatten()
     else {
         return Stats::default();
@@ -217,7 +217,10 @@ fn small_class_of(ptr: *mut u8) -> Option<usize> {
     let m = unsafe { &*crate::superslab::slot_of::<StdBackend>(ptr) };
     match m.state() {
         crate::superslab::SlotState::Active(c) => Some(c as usize),
-        _ => crate::fatal!("realloc(): invalid pointer {:p} (its page is not in use)", ptr),
+        _ => crate::fatal!(
+            "realloc(): invalid pointer {:p} (its page is not in use)",
+            ptr
+        ),
     }
 }
 

@@ -345,12 +345,17 @@ unsafe fn refill<B: Backend>(h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> 
                 process_full_hint(h);
             }
             if let Some(p) = h.hl(|l| l.partial[class].pop_front()) {
-                set_current(h, class, p, Event::SetCurrent {
-                    t,
-                    class: class as u8,
-                    ss: (*p).header() as usize,
-                    slot: (*p).index() as u8,
-                });
+                set_current(
+                    h,
+                    class,
+                    p,
+                    Event::SetCurrent {
+                        t,
+                        class: class as u8,
+                        ss: (*p).header() as usize,
+                        slot: (*p).index() as u8,
+                    },
+                );
                 continue;
             }
             if !inst.abandoned[class].load(Ordering::Relaxed).is_null() {
@@ -551,7 +556,10 @@ unsafe fn free_not_small(ptr: *mut u8) {
     match chunkmap::kind(ptr as usize) {
         // SAFETY: forwarded contract (large validates its own header).
         chunkmap::ChunkKind::Large => unsafe { crate::large::free(ptr, "free") },
-        _ => crate::fatal!("free(): invalid pointer {:p} (not allocated by hakmem)", ptr),
+        _ => crate::fatal!(
+            "free(): invalid pointer {:p} (not allocated by hakmem)",
+            ptr
+        ),
     }
 }
 
@@ -565,7 +573,10 @@ fn validate_foreign<B: Backend>(m: &SlotMeta<B>, ptr: *mut u8) -> usize {
             ptr
         ),
         SlotState::Unused => {
-            crate::fatal!("free(): invalid pointer {:p} (not allocated by hakmem)", ptr)
+            crate::fatal!(
+                "free(): invalid pointer {:p} (not allocated by hakmem)",
+                ptr
+            )
         }
     };
     let area = m.area() as usize;
@@ -699,7 +710,9 @@ pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
     m.empty_since.store(inst.now_ms(), Ordering::Relaxed);
     m.state
         .store(SlotState::Empty(class as u8).word(), Ordering::SeqCst);
-    let source = inst.stage1.push(class, mp);
+    // SAFETY: `mp` is the slot we just made Empty; `readers` holds off a
+    // release of its SuperSlab until the push is done.
+    let source = unsafe { inst.stage1.push(class, mp) };
     inst.readers.fetch_sub(1, Ordering::SeqCst);
     inst.counters.pages_emptied.add(1);
     if source == crate::stage1::Source::Fallback {

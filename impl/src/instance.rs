@@ -251,7 +251,10 @@ impl<B: Backend> Instance<B> {
     /// # Safety
     /// `h` was created by this instance and is driven by the caller only.
     pub(crate) unsafe fn heap_ref(&self, h: *mut Heap<B>) -> HeapRef<'_, B> {
-        HeapRef { heap: h, inst: self }
+        HeapRef {
+            heap: h,
+            inst: self,
+        }
     }
 
     pub(crate) fn new_heap_raw(&self) -> Option<*mut Heap<B>> {
@@ -369,7 +372,14 @@ impl<B: Backend> Instance<B> {
 
     /// Claims slot `m` (state word `expected`) for `class` by CAS; on
     /// success installs it as `h`'s current page and reports `Acquire`.
-    fn claim(&self, h: &Heap<B>, m: &SlotMeta<B>, expected: u32, class: usize, stage: Stage) -> bool {
+    fn claim(
+        &self,
+        h: &Heap<B>,
+        m: &SlotMeta<B>,
+        expected: u32,
+        class: usize,
+        stage: Stage,
+    ) -> bool {
         let new = SlotState::Active(class as u8).word();
         if B::MUTANT == Mutant::Stage1NoRecheck && matches!(stage, Stage::List | Stage::Fallback) {
             m.state.store(new, Ordering::SeqCst);

@@ -35,3 +35,8 @@ pub use sync::{Backend, Mutant, StdBackend};
 
 #[cfg(test)]
 mod protocol_tests;
+
+/// The unit tests run on hakmem itself (the product runs on itself).
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: Hakmem = Hakmem;

@@ -88,7 +88,9 @@ impl Live {
         for ss in &s.superslabs {
             for (i, sl) in ss.slots.iter().enumerate() {
                 let Some(p) = &sl.page else { continue };
-                let SlotState::Active(c) = sl.state else { unreachable!() };
+                let SlotState::Active(c) = sl.state else {
+                    unreachable!()
+                };
                 let bs = block_size(c as usize);
                 let area = ss.base + crate::size_class::slot_area_offset(i);
                 let live: BTreeSet<u32> = self
@@ -98,7 +100,11 @@ impl Live {
                     .map(|&a| ((a - area) / bs) as u32)
                     .collect();
                 for b in p.free.iter().chain(&p.remote) {
-                    assert!(!live.contains(b), "live block {b} of {:#x}/{i} on a list", ss.base);
+                    assert!(
+                        !live.contains(b),
+                        "live block {b} of {:#x}/{i} on a list",
+                        ss.base
+                    );
                 }
                 assert_eq!(
                     live.len() + p.free.len() + p.remote.len(),
@@ -147,7 +153,9 @@ fn alloc_free_every_class_single_heap() {
     }
     let log = take_log();
     assert_eq!(
-        log.iter().filter(|e| matches!(e, Event::FreeLocal { .. })).count(),
+        log.iter()
+            .filter(|e| matches!(e, Event::FreeLocal { .. }))
+            .count(),
         3 * NUM_CLASSES
     );
     live.check(&inst.snapshot());
@@ -189,7 +197,9 @@ fn remote_free_to_full_page_unfulls_it() {
     let cap = capacity(C1K, 0) as usize;
     let mut blocks: Vec<_> = (0..=cap).map(|_| live.alloc(a, 1024)).collect();
     let log = take_log();
-    assert!(log.iter().any(|e| matches!(e, Event::PageFull { t: 0, slot: 0, .. })));
+    assert!(log
+        .iter()
+        .any(|e| matches!(e, Event::PageFull { t: 0, slot: 0, .. })));
     live.check(&inst.snapshot());
     let snap = inst.snapshot();
     let base = snap.superslabs[0].base;
@@ -200,7 +210,12 @@ fn remote_free_to_full_page_unfulls_it() {
     let log = take_log();
     assert!(matches!(
         log.as_slice(),
-        [Event::FreeRemote { t: 1, slot: 0, hinted: Some(0), .. }]
+        [Event::FreeRemote {
+            t: 1,
+            slot: 0,
+            hinted: Some(0),
+            ..
+        }]
     ));
     let snap = inst.snapshot();
     live.check(&snap);
@@ -215,8 +230,18 @@ fn remote_free_to_full_page_unfulls_it() {
     take_log();
     let p = live.alloc(a, 1024);
     let log = take_log();
-    assert!(log.iter().any(|e| matches!(e, Event::Unfull { t: 0, slot: 0, .. })));
-    assert!(log.iter().any(|e| matches!(e, Event::Drain { t: 0, slot: 0, n: 1, .. })));
+    assert!(log
+        .iter()
+        .any(|e| matches!(e, Event::Unfull { t: 0, slot: 0, .. })));
+    assert!(log.iter().any(|e| matches!(
+        e,
+        Event::Drain {
+            t: 0,
+            slot: 0,
+            n: 1,
+            ..
+        }
+    )));
     assert_eq!(p, victim, "the drained block is reused");
     blocks.push(p);
     live.check(&inst.snapshot());
@@ -261,7 +286,9 @@ fn abandon_and_reclaim() {
     take_log();
     a.exit();
     let log = take_log();
-    assert!(log.iter().any(|e| matches!(e, Event::Drain { t: 0, n: 1, .. })));
+    assert!(log
+        .iter()
+        .any(|e| matches!(e, Event::Drain { t: 0, n: 1, .. })));
     assert!(log.iter().any(|e| matches!(e, Event::Abandon { t: 0, .. })));
     assert!(matches!(log.last(), Some(Event::ThreadExit { t: 0 })));
     let snap = inst.snapshot();
@@ -277,7 +304,9 @@ fn abandon_and_reclaim() {
     take_log();
     let p = live.alloc(b, 100);
     let log = take_log();
-    assert!(log.iter().any(|e| matches!(e, Event::Reclaim { t: 1, n: 1, .. })));
+    assert!(log
+        .iter()
+        .any(|e| matches!(e, Event::Reclaim { t: 1, n: 1, .. })));
     assert!(acquired(&log).is_empty(), "reclaim instead of acquisition");
     let snap = inst.snapshot();
     live.check(&snap);
@@ -300,7 +329,9 @@ fn abandon_and_reclaim() {
 /// allocate a page and a half, free the first page. Returns the rest.
 fn empty_one_page<B: Backend>(h: HeapRef<'_, B>, live: &mut Live, class: usize) -> Vec<*mut u8> {
     let snap_cap = capacity(class, 1) as usize;
-    let first: Vec<_> = (0..snap_cap).map(|_| live.alloc(h, block_size(class))).collect();
+    let first: Vec<_> = (0..snap_cap)
+        .map(|_| live.alloc(h, block_size(class)))
+        .collect();
     let rest: Vec<_> = (0..2).map(|_| live.alloc(h, block_size(class))).collect();
     // The first page is now full (or partial if it was slot 0): free it all.
     let first_slot = slot_of::<B>(first[0]);
@@ -323,7 +354,9 @@ fn stage_scan_reuses_an_empty_slot_for_another_class() {
     let mut live = Live::default();
     let rest = empty_one_page(a, &mut live, C1K);
     let log = take_log();
-    assert!(log.iter().any(|e| matches!(e, Event::PageEmpty { t: 0, slot: 0, .. })));
+    assert!(log
+        .iter()
+        .any(|e| matches!(e, Event::PageEmpty { t: 0, slot: 0, .. })));
     let snap = inst.snapshot();
     live.check(&snap);
     assert_eq!(snap.superslabs[0].empty_mask, 1);
@@ -409,7 +442,9 @@ fn stale_stage1_entry_is_discarded() {
     let c = inst.new_heap().unwrap();
     let r = live.alloc(c, 1024);
     let log = take_log();
-    assert!(log.iter().any(|e| matches!(e, Event::Stage1Discard { t: 2, .. })));
+    assert!(log
+        .iter()
+        .any(|e| matches!(e, Event::Stage1Discard { t: 2, .. })));
     assert_eq!(acquired(&log), vec![(2, Stage::Unused)]);
     let snap = inst.snapshot();
     live.check(&snap);
@@ -440,7 +475,13 @@ fn release_to_arena_and_to_os() {
     let snap = inst.snapshot();
     live.check(&snap);
     assert_eq!(snap.superslabs.len(), 2);
-    assert_eq!(acquired(&take_log()).iter().filter(|(_, s)| *s == Stage::Fresh).count(), 2);
+    assert_eq!(
+        acquired(&take_log())
+            .iter()
+            .filter(|(_, s)| *s == Stage::Fresh)
+            .count(),
+        2
+    );
     for p in blocks {
         live.free(a, p);
     }
@@ -454,14 +495,26 @@ fn release_to_arena_and_to_os() {
         })
         .collect();
     assert_eq!(rel, vec![false, true], "first to the arena, then to the OS");
-    assert_eq!(log.iter().filter(|e| matches!(e, Event::Retire { .. })).count(), 32 + 2);
+    assert_eq!(
+        log.iter()
+            .filter(|e| matches!(e, Event::Retire { .. }))
+            .count(),
+        32 + 2
+    );
     let snap = inst.snapshot();
     live.check(&snap);
     assert_eq!(snap.superslabs.len(), 1);
     assert_eq!(snap.arena.len(), 1);
     assert!(snap.stage1.iter().all(Vec::is_empty) && snap.free_nodes == snap.node_pool);
     let st = inst.stats();
-    assert_eq!((st.superslabs_mapped, st.superslabs_cached, st.superslabs_unmapped), (2, 1, 1));
+    assert_eq!(
+        (
+            st.superslabs_mapped,
+            st.superslabs_cached,
+            st.superslabs_unmapped
+        ),
+        (2, 1, 1)
+    );
     assert_eq!(st.mapped_bytes, 2 << 20);
     assert_eq!(st.peak_mapped_bytes, 4 << 20);
     // The next acquisition takes the cached SuperSlab back (stage 3).
@@ -523,7 +576,10 @@ fn dummy_page_has_no_free_block() {
 }
 
 #[test]
-#[cfg_attr(miri, ignore = "thousands of operations on 4 threads: too slow under Miri")]
+#[cfg_attr(
+    miri,
+    ignore = "thousands of operations on 4 threads: too slow under Miri"
+)]
 fn threads_with_cross_frees_keep_invariants() {
     let inst = Instance::<StdBackend>::new(InstanceConfig {
         node_pool: 8,
@@ -598,7 +654,10 @@ fn threads_with_cross_frees_keep_invariants() {
     snap.check().unwrap();
     for ss in &snap.superslabs {
         for sl in &ss.slots {
-            assert!(sl.page.as_ref().is_none_or(|p| p.used == 0 || sl.owner.is_none()));
+            assert!(sl
+                .page
+                .as_ref()
+                .is_none_or(|p| p.used == 0 || sl.owner.is_none()));
         }
     }
     let st = inst.stats();

@@ -149,7 +149,10 @@ mod tests {
             let c = class_of(size);
             assert!(block_size(c) >= size, "size {size}");
             if c > 0 {
-                assert!(block_size(c - 1) < size, "size {size} not in smallest class");
+                assert!(
+                    block_size(c - 1) < size,
+                    "size {size} not in smallest class"
+                );
             }
         }
         assert_eq!(class_of(0), 0);

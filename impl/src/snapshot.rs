@@ -120,7 +120,10 @@ pub struct Snapshot {
 fn page_ref<B: Backend>(m: *const SlotMeta<B>) -> PageRef {
     let a = m as usize;
     let base = a & !crate::chunkmap::CHUNK_MASK;
-    (base, ((a - base) / core::mem::size_of::<SlotMeta<B>>()) as u8)
+    (
+        base,
+        ((a - base) / core::mem::size_of::<SlotMeta<B>>()) as u8,
+    )
 }
 
 fn list_indices<B: Backend>(m: &SlotMeta<B>, mut b: *mut u8, bs: u32, out: &mut Vec<u32>) {
@@ -302,7 +305,12 @@ impl Snapshot {
                         fail!("{at}: carved {} > capacity {}", p.carved, p.capacity);
                     }
                     if p.used as usize + p.free.len() != p.carved as usize {
-                        fail!("{at}: used {} + |free| {} != carved {}", p.used, p.free.len(), p.carved);
+                        fail!(
+                            "{at}: used {} + |free| {} != carved {}",
+                            p.used,
+                            p.free.len(),
+                            p.carved
+                        );
                     }
                     if (p.used as usize) < p.remote.len() {
                         fail!("{at}: used {} < |remote| {}", p.used, p.remote.len());
@@ -324,23 +332,42 @@ impl Snapshot {
             }
             // 4
             if total != s.total_active {
-                fail!("ss {:#x}: total_active {} != Σ shared used {total}", s.base, s.total_active);
+                fail!(
+                    "ss {:#x}: total_active {} != Σ shared used {total}",
+                    s.base,
+                    s.total_active
+                );
             }
             // 5
             if mask != s.empty_mask {
-                fail!("ss {:#x}: empty_mask {:#x} != Empty slots {mask:#x}", s.base, s.empty_mask);
+                fail!(
+                    "ss {:#x}: empty_mask {:#x} != Empty slots {mask:#x}",
+                    s.base,
+                    s.empty_mask
+                );
             }
             if s.empty_count != s.empty_mask.count_ones() {
-                fail!("ss {:#x}: empty_count {} != popcount", s.base, s.empty_count);
+                fail!(
+                    "ss {:#x}: empty_count {} != popcount",
+                    s.base,
+                    s.empty_count
+                );
             }
             if s.active_slots != active {
-                fail!("ss {:#x}: active_slots {} != {active}", s.base, s.active_slots);
+                fail!(
+                    "ss {:#x}: active_slots {} != {active}",
+                    s.base,
+                    s.active_slots
+                );
             }
             // 6: cached SuperSlabs.
             if s.status == SsStatus::Cached
                 && (s.slots.iter().any(|sl| sl.state != SlotState::Unused) || s.total_active != 0)
             {
-                fail!("ss {:#x}: Cached with a slot in use or total_active", s.base);
+                fail!(
+                    "ss {:#x}: Cached with a slot in use or total_active",
+                    s.base
+                );
             }
         }
         // 9: nodes and entries.
@@ -359,7 +386,11 @@ impl Snapshot {
         for (c, l) in self.stage1.iter().chain(self.fallback.iter()).enumerate() {
             for e in l {
                 if !live.contains(&e.0) {
-                    fail!("stage-1 list {c}: entry {:#x}/{} names a SuperSlab that is not Live", e.0, e.1);
+                    fail!(
+                        "stage-1 list {c}: entry {:#x}/{} names a SuperSlab that is not Live",
+                        e.0,
+                        e.1
+                    );
                 }
             }
         }
@@ -395,9 +426,21 @@ impl Snapshot {
                     };
                     let sl = &ss.slots[p.1 as usize];
                     if sl.state != SlotState::Active(c as u8) || sl.owner != Some(h.index) {
-                        fail!("heap {} class {c} page {:#x}/{}: {:?} owner {:?}", h.index, p.0, p.1, sl.state, sl.owner);
+                        fail!(
+                            "heap {} class {c} page {:#x}/{}: {:?} owner {:?}",
+                            h.index,
+                            p.0,
+                            p.1,
+                            sl.state,
+                            sl.owner
+                        );
                     } else if sl.page.as_ref().map(|pg| pg.list) != Some(kind) {
-                        fail!("heap {} page {:#x}/{}: list mark differs from {kind:?}", h.index, p.0, p.1);
+                        fail!(
+                            "heap {} page {:#x}/{}: list mark differs from {kind:?}",
+                            h.index,
+                            p.0,
+                            p.1
+                        );
                     }
                 }
             }
@@ -415,8 +458,13 @@ impl Snapshot {
         // page is abandoned.
         for s in &self.superslabs {
             for (i, sl) in s.slots.iter().enumerate() {
-                if matches!(sl.state, SlotState::Active(_)) && !placed.contains(&(s.base, i as u8)) {
-                    fail!("active page {:#x}/{i} (owner {:?}) on no list", s.base, sl.owner);
+                if matches!(sl.state, SlotState::Active(_)) && !placed.contains(&(s.base, i as u8))
+                {
+                    fail!(
+                        "active page {:#x}/{i} (owner {:?}) on no list",
+                        s.base,
+                        sl.owner
+                    );
                 }
             }
         }

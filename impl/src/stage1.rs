@@ -112,7 +112,10 @@ impl<B: Backend> Stage1<B> {
     /// mapped.
     pub fn new(n_nodes: usize) -> Option<Self> {
         assert!(n_nodes < u32::MAX as usize);
-        let bytes = os::round_up((n_nodes.max(1)) * core::mem::size_of::<Node<B>>(), os::OS_PAGE)?;
+        let bytes = os::round_up(
+            (n_nodes.max(1)) * core::mem::size_of::<Node<B>>(),
+            os::OS_PAGE,
+        )?;
         let nodes = os::map(bytes, os::OS_PAGE)?.as_ptr().cast::<Node<B>>();
         for i in 0..n_nodes {
             let next = if i + 1 < n_nodes { i as u32 + 2 } else { NIL };
@@ -185,7 +188,11 @@ impl<B: Backend> Stage1<B> {
 
     /// Pushes an entry for `slot` on `class`'s list, or on the fallback when
     /// the pool is empty. Returns the source used.
-    pub fn push(&self, class: usize, slot: *mut SlotMeta<B>) -> Source {
+    ///
+    /// # Safety
+    /// `slot` is a slot of a live SuperSlab of this instance that the caller
+    /// just made `Empty` (counted in `readers` until the push returns).
+    pub unsafe fn push(&self, class: usize, slot: *mut SlotMeta<B>) -> Source {
         match self.pop_idx(&self.pool) {
             Some(idx) => {
                 self.node(idx).entry.store(slot, Ordering::Relaxed);

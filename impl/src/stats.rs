@@ -20,8 +20,10 @@ impl LocalCounter {
     /// `+= 1` by the single writer.
     #[inline(always)]
     pub fn inc(&self) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed)
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        )
     }
     /// The value.
     pub fn get(&self) -> u64 {
@@ -280,6 +282,10 @@ impl Stats {
             self.mapped_bytes >> 10,
             self.peak_mapped_bytes >> 10
         )?;
-        writeln!(w, "large allocs {} frees {}", self.large_allocs, self.large_frees)
+        writeln!(
+            w,
+            "large allocs {} frees {}",
+            self.large_allocs, self.large_frees
+        )
     }
 }

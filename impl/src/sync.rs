@@ -28,8 +28,13 @@ pub trait AtomicOps<T: Copy>: Send + Sync {
     /// Atomic swap; returns the previous value.
     fn swap(&self, v: T, order: Ordering) -> T;
     /// Strong compare-and-exchange.
-    fn compare_exchange(&self, current: T, new: T, success: Ordering, failure: Ordering)
-        -> Result<T, T>;
+    fn compare_exchange(
+        &self,
+        current: T,
+        new: T,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<T, T>;
     /// Weak compare-and-exchange (may fail spuriously).
     fn compare_exchange_weak(
         &self,
@@ -400,7 +405,9 @@ mod tests {
         let a = <StdBackend as Backend>::AtomicU32::new(5);
         assert_eq!(AtomicIntOps::fetch_add(&a, 2, Ordering::Relaxed), 5);
         assert_eq!(AtomicOps::swap(&a, 1, Ordering::Relaxed), 7);
-        assert!(AtomicOps::compare_exchange(&a, 2, 3, Ordering::Relaxed, Ordering::Relaxed).is_err());
+        assert!(
+            AtomicOps::compare_exchange(&a, 2, 3, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        );
         let c = <StdBackend as Backend>::Cell::<u64>::new(3);
         // SAFETY: the cell is local to this test.
         c.with_mut(|p| unsafe { *p += 1 });
