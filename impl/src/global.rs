@@ -255,7 +255,9 @@ unsafe impl GlobalAlloc for Hakmem {
         let new_class = class_for(new_size, align);
         if let (Some(o), Some(n)) = (old_class, new_class) {
             if o == n {
-                return ptr;
+                // In place. The caller's pointer may carry provenance for
+                // the old size only: hand back one from the SuperSlab's.
+                return ptr::with_exposed_provenance_mut(ptr as usize);
             }
         }
         if old_class.is_none() && new_class.is_none() {

@@ -559,6 +559,8 @@ impl<B: Backend> Instance<B> {
     /// Maps and initialises a new SuperSlab (pool lock held).
     fn map_superslab(&self) -> Option<*mut SsHeader<B>> {
         let base = os::map(SS_SIZE, SS_SIZE)?.as_ptr();
+        // Slot metadata finds its SuperSlab by address (`SlotMeta::header`).
+        let _ = base.expose_provenance();
         // SAFETY: pool lock held; fresh mapping.
         unsafe {
             let seq = self.ps(|ps| {

@@ -122,12 +122,14 @@ impl<B: Backend> SlotMeta<B> {
     }
 
     /// The SuperSlab header this slot belongs to.
+    ///
+    /// Built from the address with the SuperSlab mapping's exposed
+    /// provenance (exposed in `Instance::map_superslab`): a reference to one
+    /// slot's metadata does not cover the rest of the SuperSlab.
     #[inline(always)]
     pub fn header(&self) -> *mut SsHeader<B> {
-        let me = self as *const Self as *mut u8;
-        let idx = self.index();
-        me.wrapping_sub(idx * core::mem::size_of::<Self>())
-            .cast::<SsHeader<B>>()
+        let addr = self as *const Self as usize & !crate::chunkmap::CHUNK_MASK;
+        ptr::with_exposed_provenance_mut(addr)
     }
 
     /// This slot's index in its SuperSlab.
@@ -299,9 +301,11 @@ impl<B: Backend> SsHeader<B> {
 #[inline(always)]
 pub fn slot_of<B: Backend>(ptr: *mut u8) -> *mut SlotMeta<B> {
     let addr = ptr as usize;
-    let base = ptr.wrapping_sub(addr & crate::chunkmap::CHUNK_MASK);
     let slot = (addr >> SLOT_SHIFT) & (SLOTS - 1);
-    base.cast::<SlotMeta<B>>().wrapping_add(slot)
+    // The user's pointer covers its block only: take the SuperSlab's
+    // exposed provenance (see `SlotMeta::header`).
+    let base: *mut SlotMeta<B> = ptr::with_exposed_provenance_mut(addr & !crate::chunkmap::CHUNK_MASK);
+    base.wrapping_add(slot)
 }
 
 const _: () = assert!(
