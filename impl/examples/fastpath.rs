@@ -24,7 +24,10 @@ fn hk_free(p: *mut u8, l: Layout) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     let l = Layout::from_size_align(size, 8).unwrap();
     // Keep one block live so that the page never becomes empty.

@@ -312,6 +312,7 @@ unsafe fn refill<B: Backend>(h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> 
                     return Some(m);
                 }
                 // Slow-path entry for this page: boundary flush.
+                fold_frees(h, m);
                 page::flush(m, t, Some(FlushReason::Boundary));
                 if page::drain(m, t) > 0 {
                     inst.counters.drains.add(1);
@@ -518,18 +519,21 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
         return unsafe { free_remote(heap, m, ptr) };
     }
     // SAFETY: `heap` owns the page, and the caller gives the block back.
-    let (used, class) = unsafe {
+    let used = unsafe {
         m.local.with_mut(|p| {
             B::store_link(ptr.cast(), (*p).free);
             (*p).free = ptr;
-            (*p).used = (*p).used.wrapping_sub(1);
-            ((*p).used, (*p).class)
+            (*p).frees += 1;
+            let u = (*p).used as i32 - 1;
+            (*p).used = u as u32;
+            u
         })
     };
     // SAFETY: heap is live (it owns the page).
     let h = unsafe { &*heap };
-    h.counters.frees[class as usize].inc();
     if B::OBSERVE {
+        // SAFETY: owner.
+        let class = unsafe { local(m, |p| p.class) };
         B::observe(&Event::FreeLocal {
             t: h.index,
             ss: m.header() as usize,
@@ -537,14 +541,25 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
             block: page::block_index(m, ptr, block_size(class as usize) as u32),
         });
     }
-    if (used as i32) <= 0 {
+    if used <= 0 {
         // SAFETY: owner.
-        return unsafe { free_local_cold(h, m, ptr, used) };
+        return unsafe { free_local_cold(h, m, ptr) };
     }
     if let Some(k) = B::FLUSH_THRESHOLD {
         // SAFETY: owner.
         unsafe { threshold_flush(h, m, k) };
     }
+}
+
+/// Folds a page's local-free count into its owner's statistics (at page
+/// boundaries: the fast path counts per page, one `inc`, no class lookup).
+///
+/// # Safety
+/// `h` owns `m`.
+pub(crate) unsafe fn fold_frees<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
+    // SAFETY: owner (forwarded).
+    let (n, class) = unsafe { local(m, |p| (core::mem::take(&mut p.frees), p.class as usize)) };
+    h.counters.frees[class].add_local(n as u64);
 }
 
 #[cold]
@@ -642,9 +657,10 @@ unsafe fn free_remote<B: Backend>(heap: *mut Heap<B>, m: &SlotMeta<B>, ptr: *mut
 /// `h` owns `m`; `ptr` was just pushed on its free list.
 #[cold]
 #[inline(never)]
-unsafe fn free_local_cold<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>, ptr: *mut u8, used: u32) {
+unsafe fn free_local_cold<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>, ptr: *mut u8) {
     // SAFETY: owner (forwarded).
     unsafe {
+        let used = local(m, |p| p.used);
         let (list, class) = local(m, |p| (p.list, p.class as usize));
         if used & IN_FULL_BIAS != 0 && list == PageList::Full {
             // A local free to a full page: back to the partial list.
@@ -694,6 +710,7 @@ pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
             debug_assert_eq!(p.used, 0);
             p.free = null_mut();
         });
+        fold_frees(h, m);
         page::flush(m, h.index, None);
         class
     };
@@ -783,6 +800,7 @@ unsafe fn abandon_page<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
             return;
         }
         page::flush(m, h.index, None);
+        fold_frees(h, m);
     }
     let class = match m.state() {
         SlotState::Active(c) => c as usize,

@@ -69,6 +69,8 @@ pub struct PageLocal<B: Backend> {
     pub block_size: u32,
     /// The shared `used` as of the last flush (so delta = used - flushed).
     pub flushed: u32,
+    /// Local frees not yet folded into the owner's statistics.
+    pub frees: u32,
     /// Size class.
     pub class: u8,
     /// Which heap list holds the page.
@@ -90,6 +92,7 @@ impl<B: Backend> PageLocal<B> {
             capacity: 0,
             block_size: 0,
             flushed: 0,
+            frees: 0,
             class: 0,
             list: PageList::None,
             prev: null_mut(),

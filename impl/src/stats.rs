@@ -25,6 +25,14 @@ impl LocalCounter {
             Ordering::Relaxed,
         )
     }
+    /// `+= n` by the single writer.
+    #[inline]
+    pub fn add_local(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        )
+    }
     /// The value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -64,7 +72,8 @@ impl SharedCounter {
 pub struct HeapCounters {
     /// Allocations per class.
     pub allocs: [LocalCounter; NUM_CLASSES],
-    /// Local frees per class.
+    /// Local frees per class (folded in from the pages at page boundaries:
+    /// page empty, abandon, slow-path entry).
     pub frees: [LocalCounter; NUM_CLASSES],
 }
 

@@ -304,7 +304,8 @@ pub fn slot_of<B: Backend>(ptr: *mut u8) -> *mut SlotMeta<B> {
     let slot = (addr >> SLOT_SHIFT) & (SLOTS - 1);
     // The user's pointer covers its block only: take the SuperSlab's
     // exposed provenance (see `SlotMeta::header`).
-    let base: *mut SlotMeta<B> = ptr::with_exposed_provenance_mut(addr & !crate::chunkmap::CHUNK_MASK);
+    let base: *mut SlotMeta<B> =
+        ptr::with_exposed_provenance_mut(addr & !crate::chunkmap::CHUNK_MASK);
     base.wrapping_add(slot)
 }
 
