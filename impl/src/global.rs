@@ -257,7 +257,7 @@ unsafe impl GlobalAlloc for Hakmem {
             if o == n {
                 // In place. The caller's pointer may carry provenance for
                 // the old size only: hand back one from the SuperSlab's.
-                return ptr::with_exposed_provenance_mut(ptr as usize);
+                return ptr::with_exposed_provenance_mut(ptr.addr());
             }
         }
         if old_class.is_none() && new_class.is_none() {

@@ -507,10 +507,15 @@ unsafe fn reclaim<B: Backend>(h: &Heap<B>, class: usize) {
 /// heap); `ptr` is any pointer (invalid ones are reported and abort).
 #[inline(always)]
 pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
-    if chunkmap::entry(ptr as usize) != chunkmap::SUPERSLAB {
+    if chunkmap::entry(ptr.addr()) != chunkmap::SUPERSLAB {
         // SAFETY: forwarded contract.
         return unsafe { free_not_small(ptr) };
     }
+    // The caller's pointer may carry provenance for its old object only; the
+    // block goes back on a list and will be handed out again, possibly for
+    // a larger size of the class: continue with the SuperSlab's exposed
+    // provenance (a no-op in machine code).
+    let ptr: *mut u8 = core::ptr::with_exposed_provenance_mut(ptr.addr());
     let meta = slot_of::<B>(ptr);
     // SAFETY: the chunk is a live SuperSlab, so its header is mapped.
     let m = unsafe { &*meta };

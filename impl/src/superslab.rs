@@ -300,7 +300,7 @@ impl<B: Backend> SsHeader<B> {
 /// The slot metadata for a block address inside a SuperSlab (no checks).
 #[inline(always)]
 pub fn slot_of<B: Backend>(ptr: *mut u8) -> *mut SlotMeta<B> {
-    let addr = ptr as usize;
+    let addr = ptr.addr();
     let slot = (addr >> SLOT_SHIFT) & (SLOTS - 1);
     // The user's pointer covers its block only: take the SuperSlab's
     // exposed provenance (see `SlotMeta::header`).
