@@ -361,4 +361,50 @@ mod tests {
         }
         assert!(stats().abandoned_pages > 0);
     }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a thousand threads: far too slow under Miri")]
+    fn thread_churn_reuses_heaps_and_keeps_memory_bounded() {
+        let a = Hakmem;
+        let l = Layout::from_size_align(200, 8).unwrap();
+        let mut leftovers: Vec<usize> = Vec::new();
+        for _batch in 0..125 {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    std::thread::spawn(move || {
+                        let mut keep = Vec::new();
+                        for i in 0..64 {
+                            // SAFETY: non-zero size.
+                            let p = unsafe { a.alloc(l) };
+                            // SAFETY: fresh block.
+                            unsafe { p.write_bytes((t + i) as u8, 200) };
+                            if i % 2 == 0 {
+                                keep.push(p as usize);
+                            } else {
+                                // SAFETY: ours.
+                                unsafe { a.dealloc(p, l) };
+                            }
+                        }
+                        keep
+                    })
+                })
+                .collect();
+            for h in handles {
+                leftovers.extend(h.join().unwrap());
+            }
+            // Free the previous batches' blocks from this thread (remote).
+            for p in leftovers.drain(..) {
+                // SAFETY: live blocks of exited threads.
+                unsafe { a.dealloc(p as *mut u8, l) };
+            }
+        }
+        let s = stats();
+        assert!(s.heaps < 200, "{} heaps for 1000 short threads", s.heaps);
+        assert!(
+            s.peak_mapped_bytes < 256 << 20,
+            "peak {} bytes",
+            s.peak_mapped_bytes
+        );
+        assert!(s.reclaims > 0);
+    }
 }

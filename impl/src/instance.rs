@@ -905,6 +905,7 @@ impl<B: Backend> Instance<B> {
             }
         }
         self.for_each_heap(|h| {
+            s.heaps += 1;
             for (c, cs) in s.classes.iter_mut().enumerate() {
                 cs.allocs += h.counters.allocs[c].get();
                 cs.frees += h.counters.frees[c].get();

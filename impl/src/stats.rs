@@ -218,6 +218,9 @@ pub struct Stats {
     pub peak_mapped_bytes: u64,
     /// Empty slots decommitted by the purge (cumulative).
     pub purged_slots: u64,
+    /// Heaps created (exited heaps are reused, so this stays near the peak
+    /// number of threads alive at once).
+    pub heaps: u64,
     /// Large blocks allocated (filled by `large` when it reports them).
     pub large_allocs: u64,
     /// Large blocks freed.
