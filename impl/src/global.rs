@@ -62,7 +62,7 @@ pub(crate) static EMPTY_HEAP: StaticCell<Heap<StdBackend>> = StaticCell(UnsafeCe
     alive: AtomicU32::new(0),
     index: u32::MAX,
     inst: ptr::null(),
-    next_all: null_mut(),
+    next_all: AtomicPtr::new(null_mut()),
     next_free: StdCell::new_const(null_mut()),
 }));
 

@@ -151,8 +151,9 @@ pub struct Heap<B: Backend> {
     pub(crate) index: u32,
     /// The owning instance.
     pub(crate) inst: *const Instance<B>,
-    /// Next heap of the instance (creation order; immutable once linked).
-    pub(crate) next_all: *mut Heap<B>,
+    /// Next heap of the instance (creation order; written once, under the
+    /// pool lock; atomic because the owner holds `&Heap` meanwhile).
+    pub(crate) next_all: B::AtomicPtr<Heap<B>>,
     /// Next exited heap available for reuse (under the pool lock).
     pub(crate) next_free: B::Cell<*mut Heap<B>>,
 }
@@ -177,7 +178,7 @@ impl<B: Backend> Heap<B> {
             alive: B::AtomicU32::new(1),
             index,
             inst,
-            next_all: null_mut(),
+            next_all: B::AtomicPtr::new(null_mut()),
             next_free: B::Cell::new(null_mut()),
         }
     }
@@ -511,23 +512,23 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
         // SAFETY: forwarded contract.
         return unsafe { free_not_small(ptr) };
     }
-    // The caller's pointer may carry provenance for its old object only; the
-    // block goes back on a list and will be handed out again, possibly for
-    // a larger size of the class: continue with the SuperSlab's exposed
-    // provenance (a no-op in machine code).
-    let ptr: *mut u8 = core::ptr::with_exposed_provenance_mut(ptr.addr());
+    // The caller's pointer may carry provenance for its old object only: the
+    // link is written through it, but the list keeps `block`, which has the
+    // SuperSlab's exposed provenance (the block will be handed out again,
+    // possibly for a larger size of the class). A no-op in machine code.
+    let block: *mut u8 = core::ptr::with_exposed_provenance_mut(ptr.addr());
     let meta = slot_of::<B>(ptr);
     // SAFETY: the chunk is a live SuperSlab, so its header is mapped.
     let m = unsafe { &*meta };
     if m.owner.load(Ordering::Relaxed) != heap {
         // SAFETY: forwarded contract.
-        return unsafe { free_remote(heap, m, ptr) };
+        return unsafe { free_remote(heap, m, ptr, block) };
     }
     // SAFETY: `heap` owns the page, and the caller gives the block back.
     let used = unsafe {
         m.local.with_mut(|p| {
             B::store_link(ptr.cast(), (*p).free);
-            (*p).free = ptr;
+            (*p).free = block;
             (*p).frees += 1;
             let u = (*p).used as i32 - 1;
             (*p).used = u as u32;
@@ -613,7 +614,12 @@ fn validate_foreign<B: Backend>(m: &SlotMeta<B>, ptr: *mut u8) -> usize {
 
 #[cold]
 #[inline(never)]
-unsafe fn free_remote<B: Backend>(heap: *mut Heap<B>, m: &SlotMeta<B>, ptr: *mut u8) {
+unsafe fn free_remote<B: Backend>(
+    heap: *mut Heap<B>,
+    m: &SlotMeta<B>,
+    ptr: *mut u8,
+    block_value: *mut u8,
+) {
     let class = validate_foreign(m, ptr);
     // SAFETY: the caller's heap pointer is live or the static empty heap.
     let h = unsafe { &*heap };
@@ -623,7 +629,7 @@ unsafe fn free_remote<B: Backend>(heap: *mut Heap<B>, m: &SlotMeta<B>, ptr: *mut
         unsafe {
             m.local.with_mut(|p| {
                 B::store_link(ptr.cast(), (*p).free);
-                (*p).free = ptr;
+                (*p).free = block_value;
                 (*p).used = (*p).used.wrapping_sub(1);
             })
         };
@@ -642,7 +648,7 @@ unsafe fn free_remote<B: Backend>(heap: *mut Heap<B>, m: &SlotMeta<B>, ptr: *mut
     }
     // SAFETY: `ptr` is a live block of the Active page (validated), given up
     // by the caller.
-    let hinted = unsafe { page::push_remote(m, ptr) };
+    let hinted = unsafe { page::push_remote(m, ptr, block_value) };
     if B::OBSERVE {
         B::observe(&Event::FreeRemote {
             t: h.index,

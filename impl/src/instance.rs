@@ -286,7 +286,7 @@ impl<B: Backend> Instance<B> {
                 if ps.heaps_tail.is_null() {
                     ps.heaps_head = h;
                 } else {
-                    (*ps.heaps_tail).next_all = h;
+                    (*ps.heaps_tail).next_all.store(h, Ordering::Release);
                 }
                 ps.heaps_tail = h;
                 Some(h)
@@ -300,10 +300,10 @@ impl<B: Backend> Instance<B> {
         // SAFETY: pool lock held; heaps are never freed.
         let mut h = unsafe { self.ps(|ps| ps.heaps_head) };
         while !h.is_null() {
-            // SAFETY: as above; `next_all` is immutable once linked.
+            // SAFETY: as above.
             unsafe {
                 f(&*h);
-                h = (*h).next_all;
+                h = (*h).next_all.load(Ordering::Acquire);
             }
         }
     }

@@ -340,8 +340,14 @@ pub(crate) fn full_page_has_remote<B: Backend>(meta: &SlotMeta<B>) -> bool {
 ///
 /// # Safety
 /// `block` is a live block of the `Active` page `meta`, and the caller gives
-/// it up (it must not touch it afterwards).
-pub(crate) unsafe fn push_remote<B: Backend>(meta: &SlotMeta<B>, block: *mut u8) -> *mut Heap<B> {
+/// it up (it must not touch it afterwards); `value` is the same address as
+/// it goes on the list (with the SuperSlab's provenance; see `heap::free`).
+pub(crate) unsafe fn push_remote<B: Backend>(
+    meta: &SlotMeta<B>,
+    block: *mut u8,
+    value: *mut u8,
+) -> *mut Heap<B> {
+    debug_assert_eq!(block.addr(), value.addr());
     let publish = if B::MUTANT == Mutant::RemotePushRelaxed {
         Ordering::Relaxed
     } else {
@@ -360,7 +366,7 @@ pub(crate) unsafe fn push_remote<B: Backend>(meta: &SlotMeta<B>, block: *mut u8)
             unsafe { B::store_link(block.cast(), h) };
             match meta
                 .remote
-                .compare_exchange_weak(h, block, publish, Ordering::Relaxed)
+                .compare_exchange_weak(h, value, publish, Ordering::Relaxed)
             {
                 Ok(_) => return null_mut(),
                 Err(x) => h = x,
@@ -381,7 +387,7 @@ pub(crate) unsafe fn push_remote<B: Backend>(meta: &SlotMeta<B>, block: *mut u8)
                     let rest = h.map_addr(|a| a & !MARKS);
                     // SAFETY: the caller gave us the block.
                     unsafe { B::store_link(block.cast(), rest) };
-                    meta.remote.store(block, publish);
+                    meta.remote.store(value, publish);
                     return owner;
                 }
                 Err(x) => h = x,
