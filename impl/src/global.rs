@@ -407,4 +407,64 @@ mod tests {
         );
         assert!(s.reclaims > 0);
     }
+
+    /// Runs `case` in a child process (this test binary, filtered to this
+    /// test) and returns its stderr; the child must abort.
+    fn child_stderr(test: &str, case: &str) -> String {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env("HAKMEM_TEST_CHILD", case)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the child did not abort");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "spawns a child process")]
+    fn bad_frees_abort_with_a_message() {
+        let a = Hakmem;
+        let l = Layout::from_size_align(64, 8).unwrap();
+        match std::env::var("HAKMEM_TEST_CHILD").as_deref() {
+            Ok("foreign") => {
+                let mut x = [0u8; 64];
+                // SAFETY: deliberately invalid (the child aborts).
+                unsafe { a.dealloc(x.as_mut_ptr(), l) };
+                unreachable!();
+            }
+            Ok("double") => {
+                // SAFETY: deliberately invalid (the child aborts).
+                unsafe {
+                    let p = a.alloc(l);
+                    a.dealloc(p, l);
+                    a.dealloc(p, l);
+                }
+                unreachable!();
+            }
+            Ok("misaligned") => {
+                // A block of another thread's page, freed at a wrong offset.
+                let p = std::thread::spawn(move || {
+                    // SAFETY: non-zero size.
+                    unsafe { a.alloc(l) as usize }
+                })
+                .join()
+                .unwrap();
+                // SAFETY: deliberately invalid (the child aborts).
+                unsafe { a.dealloc((p + 8) as *mut u8, l) };
+                unreachable!();
+            }
+            _ => {}
+        }
+        let name = "global::tests::bad_frees_abort_with_a_message";
+        let e = child_stderr(name, "foreign");
+        assert!(
+            e.contains("hakmem: free(): invalid pointer 0x")
+                && e.contains("not allocated by hakmem"),
+            "{e}"
+        );
+        let e = child_stderr(name, "double");
+        assert!(e.contains("double free"), "{e}");
+        let e = child_stderr(name, "misaligned");
+        assert!(e.contains("not the start of a 64-byte block"), "{e}");
+    }
 }

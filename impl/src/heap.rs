@@ -527,7 +527,12 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
     // SAFETY: `heap` owns the page, and the caller gives the block back.
     let used = unsafe {
         m.local.with_mut(|p| {
-            B::store_link(ptr.cast(), (*p).free);
+            let head = (*p).free;
+            if head == block {
+                // Freed twice in a row: it is already the free-list head.
+                double_free(ptr);
+            }
+            B::store_link(ptr.cast(), head);
             (*p).free = block;
             (*p).frees += 1;
             let u = (*p).used as i32 - 1;
@@ -566,6 +571,15 @@ pub(crate) unsafe fn fold_frees<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
     // SAFETY: owner (forwarded).
     let (n, class) = unsafe { local(m, |p| (core::mem::take(&mut p.frees), p.class as usize)) };
     h.counters.frees[class].add_local(n as u64);
+}
+
+#[cold]
+#[inline(never)]
+fn double_free(ptr: *mut u8) -> ! {
+    crate::fatal!(
+        "free(): invalid pointer {:p} (double free: already free)",
+        ptr
+    )
 }
 
 #[cold]

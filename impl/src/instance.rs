@@ -172,6 +172,33 @@ impl<'a, B: Backend> HeapRef<'a, B> {
     pub fn raw(self) -> *mut Heap<B> {
         self.heap
     }
+
+    /// A `'static`, `Send` token for this heap, to move it to another thread
+    /// (loom/shuttle threads need `'static` closures); turn it back into a
+    /// handle with [`Instance::heap`].
+    pub fn id(self) -> HeapId<B> {
+        HeapId(self.heap)
+    }
+}
+
+/// A heap of some instance, as a plain token (see [`HeapRef::id`]).
+pub struct HeapId<B: Backend>(*mut Heap<B>);
+
+impl<B: Backend> Clone for HeapId<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for HeapId<B> {}
+// SAFETY: a token; using it requires `Instance::heap`'s contract.
+unsafe impl<B: Backend> Send for HeapId<B> {}
+// SAFETY: as above.
+unsafe impl<B: Backend> Sync for HeapId<B> {}
+
+impl<B: Backend> core::fmt::Debug for HeapId<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "HeapId({:p})", self.0)
+    }
 }
 
 impl<B: Backend> Instance<B> {
@@ -244,6 +271,17 @@ impl<B: Backend> Instance<B> {
     pub fn new_heap(&self) -> Option<HeapRef<'_, B>> {
         let heap = self.new_heap_raw()?;
         Some(HeapRef { heap, inst: self })
+    }
+
+    /// The handle of heap `id`, which this instance created.
+    ///
+    /// # Safety
+    /// No other thread uses the same heap at the same time.
+    pub unsafe fn heap(&self, id: HeapId<B>) -> HeapRef<'_, B> {
+        HeapRef {
+            heap: id.0,
+            inst: self,
+        }
     }
 
     /// A handle for a raw heap of this instance.
@@ -743,7 +781,8 @@ impl<B: Backend> Instance<B> {
             B::MUTANT != Mutant::None || s.total_active.load(Ordering::Relaxed) == 0,
             "release with blocks in use"
         );
-        let sp = s as *const _ as *mut SsHeader<B>;
+        // The whole mapping's provenance (a `&SsHeader` covers the header).
+        let sp: *mut SsHeader<B> = core::ptr::with_exposed_provenance_mut(s.base());
         // SAFETY: pool lock held.
         let to_os = unsafe {
             self.ps(|ps| {

@@ -27,7 +27,7 @@ pub mod sync;
 mod tls;
 
 pub use global::{stats, Hakmem};
-pub use instance::{HeapRef, Instance, InstanceConfig};
+pub use instance::{HeapId, HeapRef, Instance, InstanceConfig};
 pub use observe::{Event, FlushReason, Stage};
 pub use snapshot::Snapshot;
 pub use stats::Stats;
