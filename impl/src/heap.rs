@@ -750,6 +750,7 @@ pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
     ss.mark_empty(slot);
     ss.active_slots.fetch_sub(1, Ordering::AcqRel);
     m.empty_since.store(inst.now_ms(), Ordering::Relaxed);
+    inst.dirty_empty.fetch_add(1, Ordering::Relaxed);
     m.state
         .store(SlotState::Empty(class as u8).word(), Ordering::SeqCst);
     // SAFETY: `mp` is the slot we just made Empty; `readers` holds off a

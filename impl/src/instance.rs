@@ -32,6 +32,9 @@ pub struct InstanceConfig {
     /// An `Empty` slot that stays empty this long is decommitted
     /// (`u64::MAX`: never; `0`: at once).
     pub purge_delay_ms: u64,
+    /// More than this many `Empty` slots still committed triggers a purge of
+    /// all of them at once, whatever their age (`usize::MAX`: never).
+    pub purge_threshold: usize,
     /// A SuperSlab whose last slot empties is released only if more than
     /// `keep_live` SuperSlabs are live (keeps one warm against churn).
     pub keep_live: usize,
@@ -47,6 +50,7 @@ impl InstanceConfig {
         arena_cache: 4,
         scan_limit: 16,
         purge_delay_ms: 100,
+        purge_threshold: 64,
         keep_live: 1,
         reuse_heaps: true,
     };
@@ -57,6 +61,7 @@ impl InstanceConfig {
         arena_cache: 1,
         scan_limit: 2,
         purge_delay_ms: u64::MAX,
+        purge_threshold: usize::MAX,
         keep_live: 0,
         reuse_heaps: false,
     };
@@ -109,6 +114,9 @@ pub struct Instance<B: Backend> {
     pub(crate) stage1: Stage1<B>,
     pub(crate) abandoned: [B::AtomicPtr<SlotMeta<B>>; NUM_CLASSES],
     next_purge: B::AtomicU64,
+    /// `Empty` slots whose memory is still committed (approximate while
+    /// operations are in flight; exact at quiescence).
+    pub(crate) dirty_empty: B::AtomicUsize,
     pub(crate) counters: InstanceCounters,
     /// The page every "no current page" slot of a heap points at: never
     /// owned, never has a free block.
@@ -235,6 +243,7 @@ impl<B: Backend> Instance<B> {
             stage1: Stage1::new(cfg.node_pool)?,
             abandoned: core::array::from_fn(|_| B::AtomicPtr::new(null_mut())),
             next_purge: B::AtomicU64::new(0),
+            dirty_empty: B::AtomicUsize::new(0),
             counters: InstanceCounters::new(),
             dummy: SlotMeta::new(),
         })
@@ -432,7 +441,12 @@ impl<B: Backend> Instance<B> {
         let ss = unsafe { &*m.header() };
         let i = m.index();
         match SlotState::from_word(expected) {
-            SlotState::Empty(_) => ss.unmark_empty(i),
+            SlotState::Empty(_) => {
+                ss.unmark_empty(i);
+                if m.empty_since.load(Ordering::Relaxed) != u64::MAX {
+                    self.dirty_empty.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
             SlotState::Unused => {
                 // SAFETY: Unused slots are claimed under the pool lock.
                 unsafe { ss.pooled(|p| p.unused_mask &= !(1 << i)) }
@@ -756,6 +770,9 @@ impl<B: Backend> Instance<B> {
                         };
                         if ok {
                             s.unmark_empty(i);
+                            if m.empty_since.load(Ordering::Relaxed) != u64::MAX {
+                                self.dirty_empty.fetch_sub(1, Ordering::Relaxed);
+                            }
                             // SAFETY: pool lock held.
                             unsafe { s.pooled(|p| p.unused_mask |= 1 << i) };
                             if B::OBSERVE {
@@ -857,6 +874,12 @@ impl<B: Backend> Instance<B> {
     /// Decommits `Empty` slots that have stayed empty for the purge delay
     /// (only if the pool lock is free and a purge is due).
     fn maybe_purge(&self) {
+        if self.dirty_empty.load(Ordering::Relaxed) > self.cfg.purge_threshold {
+            if let Some(_g) = self.pool_lock.try_lock() {
+                self.purge_locked(u64::MAX, 0);
+            }
+            return;
+        }
         let delay = self.cfg.purge_delay_ms;
         if delay == u64::MAX {
             return;
@@ -921,6 +944,7 @@ impl<B: Backend> Instance<B> {
                     }
                     m.empty_since.store(u64::MAX, Ordering::Relaxed);
                     m.state.store(w, Ordering::Release);
+                    self.dirty_empty.fetch_sub(1, Ordering::Relaxed);
                     self.counters.purged_slots.add(1);
                     n += 1;
                 }

@@ -557,6 +557,30 @@ fn purge_decommits_empty_slots() {
 }
 
 #[test]
+fn purge_past_the_threshold_ignores_the_delay() {
+    let inst = small(|c| {
+        c.purge_threshold = 1;
+        c.scan_limit = 0;
+    });
+    let a = inst.new_heap().unwrap();
+    let mut live = Live::default();
+    let mut rest = empty_one_page(a, &mut live, C1K);
+    assert_eq!(
+        inst.stats().purged_slots,
+        0,
+        "one dirty slot is under the threshold"
+    );
+    rest.extend(empty_one_page(a, &mut live, C1K - 1));
+    assert_eq!(inst.stats().purged_slots, 2, "two are over it: both purged");
+    live.check(&inst.snapshot());
+    for p in rest {
+        live.free(a, p);
+    }
+    a.exit();
+    live.check(&inst.snapshot());
+}
+
+#[test]
 fn heaps_are_reused_when_configured() {
     let inst = small(|c| c.reuse_heaps = true);
     let a = inst.new_heap().unwrap();
