@@ -243,7 +243,6 @@ unsafe fn pop<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>, class: usize, block: *mu
             (*p).used += 1;
         })
     };
-    h.counters.allocs[class].inc();
     if B::OBSERVE {
         B::observe(&Event::AllocFast {
             t: h.index,
@@ -268,7 +267,7 @@ unsafe fn threshold_flush<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>, k: u32) {
     unsafe {
         let cap = local(m, |p| p.capacity);
         if page::delta(m).unsigned_abs() >= k.min(cap) {
-            page::flush(m, h.index, Some(FlushReason::Threshold));
+            flush_page(h, m, Some(FlushReason::Threshold));
         }
     }
 }
@@ -313,8 +312,7 @@ unsafe fn refill<B: Backend>(h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> 
                     return Some(m);
                 }
                 // Slow-path entry for this page: boundary flush.
-                fold_frees(h, m);
-                page::flush(m, t, Some(FlushReason::Boundary));
+                flush_page(h, m, Some(FlushReason::Boundary));
                 if page::drain(m, t) > 0 {
                     inst.counters.drains.add(1);
                     return Some(m);
@@ -562,15 +560,37 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
     }
 }
 
-/// Folds a page's local-free count into its owner's statistics (at page
-/// boundaries: the fast path counts per page, one `inc`, no class lookup).
+/// A page boundary: folds the page's counts into its owner's statistics,
+/// then `Flush`es its delta.
+///
+/// The fast paths count at page granularity: a free bumps the page's
+/// `frees`, an allocation nothing at all; here, allocations since the last
+/// flush = `(used − flushed) + frees + drained` (each pop raised `used`,
+/// each local free and each drained block lowered it).
 ///
 /// # Safety
 /// `h` owns `m`.
-pub(crate) unsafe fn fold_frees<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
+pub(crate) unsafe fn flush_page<B: Backend>(
+    h: &Heap<B>,
+    m: &SlotMeta<B>,
+    reason: Option<FlushReason>,
+) {
     // SAFETY: owner (forwarded).
-    let (n, class) = unsafe { local(m, |p| (core::mem::take(&mut p.frees), p.class as usize)) };
-    h.counters.frees[class].add_local(n as u64);
+    unsafe {
+        let (allocs, frees, class) = local(m, |p| {
+            let used = p.used & !IN_FULL_BIAS;
+            let allocs = used
+                .wrapping_sub(p.flushed)
+                .wrapping_add(p.frees)
+                .wrapping_add(p.drained);
+            let frees = core::mem::take(&mut p.frees);
+            p.drained = 0;
+            (allocs, frees, p.class as usize)
+        });
+        h.counters.allocs[class].add_local(allocs as u64);
+        h.counters.frees[class].add_local(frees as u64);
+        page::flush(m, h.index, reason);
+    }
 }
 
 #[cold]
@@ -735,8 +755,7 @@ pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
             debug_assert_eq!(p.used, 0);
             p.free = null_mut();
         });
-        fold_frees(h, m);
-        page::flush(m, h.index, None);
+        flush_page(h, m, None);
         class
     };
     debug_assert_eq!(m.used.load(Ordering::Relaxed), 0);
@@ -825,8 +844,7 @@ unsafe fn abandon_page<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
             page_empty(h, m);
             return;
         }
-        page::flush(m, h.index, None);
-        fold_frees(h, m);
+        flush_page(h, m, None);
     }
     let class = match m.state() {
         SlotState::Active(c) => c as usize,

@@ -71,6 +71,9 @@ pub struct PageLocal<B: Backend> {
     pub flushed: u32,
     /// Local frees not yet folded into the owner's statistics.
     pub frees: u32,
+    /// Blocks drained since the last flush (statistics, see
+    /// `heap::flush_page`).
+    pub drained: u32,
     /// Size class.
     pub class: u8,
     /// Which heap list holds the page.
@@ -93,6 +96,7 @@ impl<B: Backend> PageLocal<B> {
             block_size: 0,
             flushed: 0,
             frees: 0,
+            drained: 0,
             class: 0,
             list: PageList::None,
             prev: null_mut(),
@@ -224,6 +228,7 @@ pub(crate) unsafe fn drain<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
             p.free = head;
             debug_assert!(p.used >= n, "drain of more blocks than used");
             p.used -= n;
+            p.drained += n;
         });
         n
     };
@@ -248,8 +253,9 @@ pub(crate) unsafe fn flush<B: Backend>(meta: &SlotMeta<B>, t: u32, reason: Optio
     // SAFETY: owner (forwarded).
     let delta = unsafe {
         local(meta, |p| {
-            let d = p.used.wrapping_sub(p.flushed);
-            p.flushed = p.used;
+            let used = p.used & !crate::heap::IN_FULL_BIAS;
+            let d = used.wrapping_sub(p.flushed);
+            p.flushed = used;
             d
         })
     };

@@ -70,7 +70,7 @@ impl SharedCounter {
 
 /// Per-heap fast-path counters.
 pub struct HeapCounters {
-    /// Allocations per class.
+    /// Allocations per class (folded in from the pages at page boundaries).
     pub allocs: [LocalCounter; NUM_CLASSES],
     /// Local frees per class (folded in from the pages at page boundaries:
     /// page empty, abandon, slow-path entry).
