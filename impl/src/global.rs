@@ -467,4 +467,32 @@ mod tests {
         let e = child_stderr(name, "misaligned");
         assert!(e.contains("not the start of a 64-byte block"), "{e}");
     }
+
+    #[test]
+    fn allocation_in_tls_destructors_after_thread_exit() {
+        struct AllocOnDrop;
+        impl Drop for AllocOnDrop {
+            fn drop(&mut self) {
+                // Runs during thread teardown, possibly after hakmem's own
+                // exit hook: must allocate and free without trouble.
+                let v: Vec<u64> = (0..100).collect();
+                assert_eq!(v.iter().sum::<u64>(), 4950);
+                let s = format!("{v:?}");
+                assert!(s.len() > 100);
+            }
+        }
+        thread_local! {
+            static D: AllocOnDrop = const { AllocOnDrop };
+        }
+        let n = if cfg!(miri) { 2 } else { 50 };
+        for _ in 0..n {
+            std::thread::spawn(|| {
+                D.with(|_| {});
+                let b = Box::new([7u8; 100]);
+                assert_eq!(b[99], 7);
+            })
+            .join()
+            .unwrap();
+        }
+    }
 }
