@@ -552,7 +552,7 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
     }
     if used <= 0 {
         // SAFETY: owner.
-        return unsafe { free_local_cold(h, m, ptr) };
+        return unsafe { free_local_cold(h, meta, ptr) };
     }
     if let Some(k) = B::FLUSH_THRESHOLD {
         // SAFETY: owner.
@@ -702,14 +702,16 @@ unsafe fn free_remote<B: Backend>(
 /// `h` owns `m`; `ptr` was just pushed on its free list.
 #[cold]
 #[inline(never)]
-unsafe fn free_local_cold<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>, ptr: *mut u8) {
-    // SAFETY: owner (forwarded).
+unsafe fn free_local_cold<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>, ptr: *mut u8) {
+    // SAFETY: owner (forwarded). `mp` stays a raw pointer: `page_empty` may
+    // release (unmap) its SuperSlab.
     unsafe {
+        let m = &*mp;
         let used = local(m, |p| p.used);
         let (list, class) = local(m, |p| (p.list, p.class as usize));
         if used & IN_FULL_BIAS != 0 && list == PageList::Full {
             // A local free to a full page: back to the partial list.
-            unfull(h, class, m as *const _ as *mut _);
+            unfull(h, class, mp);
             if used & !IN_FULL_BIAS != 0 {
                 return;
             }
@@ -725,7 +727,7 @@ unsafe fn free_local_cold<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>, ptr: *mut u8
         if local(m, |p| p.list) == PageList::Current {
             return;
         }
-        page_empty(h, m);
+        page_empty(h, mp);
     }
 }
 
@@ -734,9 +736,13 @@ unsafe fn free_local_cold<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>, ptr: *mut u8
 ///
 /// # Safety
 /// `h` owns `m` and `used == 0`.
-pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
+///
+/// `mp` is a raw pointer (not a reference argument): the SuperSlab may be
+/// released and unmapped before this function returns.
+pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
     let inst = h.inst();
-    let mp = m as *const _ as *mut SlotMeta<B>;
+    // SAFETY: owner (forwarded); `m` is not used after the release below.
+    let m = unsafe { &*mp };
     // SAFETY: owner (forwarded).
     let class = unsafe {
         let (list, class) = local(m, |p| (p.list, p.class as usize));
@@ -788,7 +794,8 @@ pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
             entry: source,
         });
     }
-    inst.after_page_empty(ss);
+    let ssp = m.header();
+    inst.after_page_empty(ssp);
 }
 
 // ------------------------------------------------------------- thread exit --
@@ -806,11 +813,11 @@ pub(crate) unsafe fn exit<B: Backend>(h: &Heap<B>) {
             let cur = h.hl(|l| core::mem::replace(&mut l.current[class], dummy));
             if cur != dummy {
                 local(&*cur, |p| p.list = PageList::None);
-                abandon_page(h, &*cur);
+                abandon_page(h, cur);
             }
             while let Some(m) = h.hl(|l| l.partial[class].pop_front()) {
                 local(&*m, |p| p.list = PageList::None);
-                abandon_page(h, &*m);
+                abandon_page(h, m);
             }
             while let Some(m) = h.hl(|l| l.full[class].pop_front()) {
                 page::clear_full_mark(&*m);
@@ -818,7 +825,7 @@ pub(crate) unsafe fn exit<B: Backend>(h: &Heap<B>) {
                     p.list = PageList::None;
                     p.used &= !IN_FULL_BIAS;
                 });
-                abandon_page(h, &*m);
+                abandon_page(h, m);
             }
         }
     }
@@ -833,15 +840,17 @@ pub(crate) unsafe fn exit<B: Backend>(h: &Heap<B>) {
 ///
 /// # Safety
 /// `h` owns `m`, which is on no list and carries no full mark.
-unsafe fn abandon_page<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
+unsafe fn abandon_page<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
     let inst = h.inst();
+    // SAFETY: owner (forwarded); `m` is not used after `page_empty`.
+    let m = unsafe { &*mp };
     // SAFETY: owner (forwarded).
     unsafe {
         if page::drain(m, h.index) > 0 {
             inst.counters.drains.add(1);
         }
         if local(m, |p| p.used) == 0 {
-            page_empty(h, m);
+            page_empty(h, mp);
             return;
         }
         flush_page(h, m, None);
@@ -853,7 +862,6 @@ unsafe fn abandon_page<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
     if B::MUTANT != Mutant::AbandonKeepsOwner {
         m.owner.store(null_mut(), Ordering::Release);
     }
-    let mp = m as *const _ as *mut SlotMeta<B>;
     let head = &inst.abandoned[class];
     let mut top = head.load(Ordering::Relaxed);
     loop {

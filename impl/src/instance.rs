@@ -697,7 +697,10 @@ impl<B: Backend> Instance<B> {
 
     /// Called after a `PageEmpty` of a slot of `ss`: release the SuperSlab
     /// if it has no `Active` slot left, and purge if due.
-    pub(crate) fn after_page_empty(&self, ss: &SsHeader<B>) {
+    pub(crate) fn after_page_empty(&self, ssp: *mut SsHeader<B>) {
+        // SAFETY: the caller's slot just became Empty; the SuperSlab is
+        // mapped until a release below (and `ss` is not used after it).
+        let ss = unsafe { &*ssp };
         let no_active = if B::MUTANT == Mutant::ReleaseByTotalActive {
             ss.total_active.load(Ordering::Acquire) == 0
         } else {
@@ -707,7 +710,7 @@ impl<B: Backend> Instance<B> {
             let _g = self.pool_lock.lock();
             // SAFETY: pool lock held.
             if unsafe { self.ps(|ps| ps.live) } > self.cfg.keep_live {
-                self.try_release(ss);
+                self.try_release(ssp);
             }
         }
         self.maybe_purge();
@@ -725,7 +728,7 @@ impl<B: Backend> Instance<B> {
             // possible unmap.
             unsafe {
                 let next = (*ss).pooled(|p| p.next_all);
-                if self.try_release(&*ss) {
+                if self.try_release(ss) {
                     n += 1;
                 }
                 ss = next;
@@ -737,7 +740,12 @@ impl<B: Backend> Instance<B> {
     /// `Release` (pool lock held): retires each `Empty` slot by CAS (a lost
     /// race aborts; retired slots stay `Unused`), unregisters, removes the
     /// SuperSlab's stage-1 entries, and caches or unmaps it.
-    fn try_release(&self, s: &SsHeader<B>) -> bool {
+    ///
+    /// `sp` is a raw pointer: the SuperSlab may be unmapped here.
+    fn try_release(&self, sp: *mut SsHeader<B>) -> bool {
+        // SAFETY: the caller holds the pool lock and `sp` is on the
+        // all-list, so mapped; `s` is not used after the unmap.
+        let s = unsafe { &*sp };
         // SAFETY: pool lock held by the caller.
         if unsafe { s.pooled(|p| p.status) } != SsStatus::Live {
             return false;
@@ -798,8 +806,6 @@ impl<B: Backend> Instance<B> {
             B::MUTANT != Mutant::None || s.total_active.load(Ordering::Relaxed) == 0,
             "release with blocks in use"
         );
-        // The whole mapping's provenance (a `&SsHeader` covers the header).
-        let sp: *mut SsHeader<B> = core::ptr::with_exposed_provenance_mut(s.base());
         // SAFETY: pool lock held.
         let to_os = unsafe {
             self.ps(|ps| {
