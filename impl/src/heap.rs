@@ -520,7 +520,7 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
     let m = unsafe { &*meta };
     if m.owner.load(Ordering::Relaxed) != heap {
         // SAFETY: forwarded contract.
-        return unsafe { free_remote(heap, m, ptr, block) };
+        return unsafe { free_remote(heap, meta, ptr, block) };
     }
     // SAFETY: `heap` owns the page, and the caller gives the block back.
     let used = unsafe {
@@ -650,10 +650,14 @@ fn validate_foreign<B: Backend>(m: &SlotMeta<B>, ptr: *mut u8) -> usize {
 #[inline(never)]
 unsafe fn free_remote<B: Backend>(
     heap: *mut Heap<B>,
-    m: &SlotMeta<B>,
+    mp: *mut SlotMeta<B>,
     ptr: *mut u8,
     block_value: *mut u8,
 ) {
+    // SAFETY: the block is live, so its slot is Active and mapped until the
+    // push below; `m` is not used after it (a raw pointer argument, so the
+    // page may be emptied and its SuperSlab unmapped right after the push).
+    let m = unsafe { &*mp };
     let class = validate_foreign(m, ptr);
     // SAFETY: the caller's heap pointer is live or the static empty heap.
     let h = unsafe { &*heap };
@@ -682,7 +686,7 @@ unsafe fn free_remote<B: Backend>(
     }
     // SAFETY: `ptr` is a live block of the Active page (validated), given up
     // by the caller.
-    let hinted = unsafe { page::push_remote(m, ptr, block_value) };
+    let hinted = unsafe { page::push_remote(mp, ptr, block_value) };
     if B::OBSERVE {
         B::observe(&Event::FreeRemote {
             t: h.index,

@@ -349,10 +349,13 @@ pub(crate) fn full_page_has_remote<B: Backend>(meta: &SlotMeta<B>) -> bool {
 /// it up (it must not touch it afterwards); `value` is the same address as
 /// it goes on the list (with the SuperSlab's provenance; see `heap::free`).
 pub(crate) unsafe fn push_remote<B: Backend>(
-    meta: &SlotMeta<B>,
+    meta: *const SlotMeta<B>,
     block: *mut u8,
     value: *mut u8,
 ) -> *mut Heap<B> {
+    // SAFETY: the caller's block keeps the page Active (and mapped) until it
+    // is published; `meta` is not used after the publishing store/CAS.
+    let meta = unsafe { &*meta };
     debug_assert_eq!(block.addr(), value.addr());
     let publish = if B::MUTANT == Mutant::RemotePushRelaxed {
         Ordering::Relaxed
