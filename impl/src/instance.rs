@@ -262,7 +262,7 @@ impl<B: Backend> Instance<B> {
 
     /// The clock of the purge.
     pub(crate) fn now_ms(&self) -> u64 {
-        os::now_ms()
+        os::monotonic_ms()
     }
 
     /// # Safety

@@ -86,9 +86,10 @@ pub unsafe fn remap(ptr: NonNull<u8>, old_size: usize, new_size: usize) -> Optio
     unsafe { imp::remap(ptr, old_size, new_size) }
 }
 
-/// A coarse monotonic clock in milliseconds (for the purge delay). Under
-/// Miri it is always 0 (tests use a zero delay).
-pub fn now_ms() -> u64 {
+/// Milliseconds of a monotonic clock, for purge delays (coarse clock: the
+/// delay is ~100 ms). Under Miri it is always 0 (tests use a zero delay).
+/// The same function as branch `large`'s: keep either at merge.
+pub fn monotonic_ms() -> u64 {
     #[cfg(not(miri))]
     {
         let mut ts = libc::timespec {
