@@ -399,6 +399,30 @@ impl<B: Backend> Instance<B> {
         unsafe { usable_size::<B>(ptr) }
     }
 
+    /// Where a small block is, in the model's terms: `(ss base, slot, block
+    /// index, class)`; `None` for a pointer that is not in an `Active` slot
+    /// of a SuperSlab (large blocks, foreign pointers).
+    pub fn locate(&self, ptr: *mut u8) -> Option<(usize, u8, u32, u8)> {
+        if chunkmap::entry(ptr.addr()) != chunkmap::SUPERSLAB {
+            return None;
+        }
+        // SAFETY: a live SuperSlab's header.
+        let m = unsafe { &*crate::superslab::slot_of::<B>(ptr) };
+        let SlotState::Active(c) = m.state() else {
+            return None;
+        };
+        let bs = crate::size_class::block_size(c as usize) as u32;
+        let area = m.area().addr();
+        (ptr.addr() >= area).then(|| {
+            (
+                m.header().addr(),
+                m.index() as u8,
+                page::block_index(m, ptr, bs),
+                c,
+            )
+        })
+    }
+
     // ------------------------------------------------------- acquisition --
 
     /// Acquires a slot for `class` and makes it `h`'s current page: stages

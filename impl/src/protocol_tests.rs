@@ -145,6 +145,24 @@ fn alloc_free_every_class_single_heap() {
     }
     let log = take_log();
     assert_eq!(acquired(&log)[0], (0, Stage::Fresh));
+    // Every AllocFast event names the block `locate` finds.
+    let fast: Vec<_> = log
+        .iter()
+        .filter_map(|e| match *e {
+            Event::AllocFast {
+                ss,
+                slot,
+                block,
+                class,
+                ..
+            } => Some((ss, slot, block, class)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fast.len(), blocks.len());
+    for (p, f) in blocks.iter().zip(&fast) {
+        assert_eq!(inst.locate(*p), Some(*f));
+    }
     assert!(acquired(&log)[1..].iter().all(|&(_, s)| s == Stage::Unused));
     assert!(log.iter().any(|e| matches!(e, Event::Carve { .. })));
     live.check(&inst.snapshot());
