@@ -239,7 +239,16 @@ unsafe impl GlobalAlloc for Hakmem {
     }
 
     #[inline(always)]
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // The free-list link (one word) is written through the caller's
+        // pointer. Under Miri's Stacked Borrows a pointer to an object
+        // smaller than a word does not cover that word: use the SuperSlab's
+        // exposed provenance instead (compiled away outside Miri).
+        let ptr = if cfg!(miri) && layout.size() < core::mem::size_of::<usize>() {
+            ptr::with_exposed_provenance_mut(ptr.addr())
+        } else {
+            ptr
+        };
         // SAFETY: the caller hands back a live block of ours.
         unsafe { heap::free(tls::heap(), ptr) }
     }
