@@ -17,7 +17,9 @@ use crate::size_class::{class_for, slot_area_offset, slot_area_size, NUM_CLASSES
 use crate::stage1::{Source, Stage1};
 use crate::stats::{InstanceCounters, Stats};
 use crate::superslab::{SlotMeta, SlotState, SsHeader, SsStatus};
-use crate::sync::{AtomicIntOps, AtomicOps, Backend, CellOps, Mutant, Ordering, SpinLock};
+use crate::sync::{
+    AtomicIntOps, AtomicOps, Backend, CachePadded, CellOps, Mutant, Ordering, SpinLock,
+};
 use core::ptr::{null_mut, NonNull};
 
 /// Tunables of one instance.
@@ -109,7 +111,7 @@ pub struct Instance<B: Backend> {
     pool: B::Cell<PoolState<B>>,
     /// Lock-free readers (stage 0.5 scans, stage-1 pops, stage-1 pushes of
     /// `PageEmpty`) in progress.
-    pub(crate) readers: B::AtomicUsize,
+    pub(crate) readers: CachePadded<B::AtomicUsize>,
     reg_head: [B::AtomicPtr<SsHeader<B>>; NUM_CLASSES],
     pub(crate) stage1: Stage1<B>,
     pub(crate) abandoned: [B::AtomicPtr<SlotMeta<B>>; NUM_CLASSES],
@@ -238,7 +240,7 @@ impl<B: Backend> Instance<B> {
                 heap_chunk_left: 0,
                 heap_chunks: null_mut(),
             }),
-            readers: B::AtomicUsize::new(0),
+            readers: CachePadded(B::AtomicUsize::new(0)),
             reg_head: core::array::from_fn(|_| B::AtomicPtr::new(null_mut())),
             stage1: Stage1::new(cfg.node_pool)?,
             abandoned: core::array::from_fn(|_| B::AtomicPtr::new(null_mut())),

@@ -334,6 +334,18 @@ impl Backend for StdBackend {
     }
 }
 
+/// A value on its own cache line (for counters every thread writes).
+#[repr(align(64))]
+#[derive(Default)]
+pub struct CachePadded<T>(pub T);
+
+impl<T> core::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// A test-and-test-and-set spin lock built from backend atomics (the pool
 /// lock and the fallback lock). Never allocates; critical sections are
 /// short and never call back into the allocator.
