@@ -282,7 +282,7 @@ unsafe fn alloc_slow<B: Backend>(heap: *mut Heap<B>, class: usize) -> *mut u8 {
             // The static empty heap of the global allocator.
             return crate::global::alloc_on_fresh_heap(class);
         }
-        h.inst().counters.slow[class].add(1);
+        h.counters.slow[class].inc();
         match refill(h, class) {
             Some(m) => {
                 let block = m.local.with(|p| (*p).free);
@@ -680,7 +680,7 @@ unsafe fn free_remote<B: Backend>(
     };
     let (ss, slot) = (m.header() as usize, m.index() as u8);
     if !h.inst.is_null() {
-        h.inst().counters.remote_frees[class].add(1);
+        h.counters.remote_frees[class].inc();
     } else {
         crate::global::count_remote_free(class);
     }

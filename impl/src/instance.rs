@@ -993,8 +993,6 @@ impl<B: Backend> Instance<B> {
         let mut s = Stats::default();
         for (c, cs) in s.classes.iter_mut().enumerate() {
             cs.block_size = crate::size_class::block_size(c) as u32;
-            cs.slow = self.counters.slow[c].get();
-            cs.remote_frees = self.counters.remote_frees[c].get();
             for k in 0..4 {
                 cs.acquired[k] = self.counters.stage[c][k].get();
             }
@@ -1004,6 +1002,8 @@ impl<B: Backend> Instance<B> {
             for (c, cs) in s.classes.iter_mut().enumerate() {
                 cs.allocs += h.counters.allocs[c].get();
                 cs.frees += h.counters.frees[c].get();
+                cs.remote_frees += h.counters.remote_frees[c].get();
+                cs.slow += h.counters.slow[c].get();
             }
         });
         let k = &self.counters;

@@ -75,6 +75,10 @@ pub struct HeapCounters {
     /// Local frees per class (folded in from the pages at page boundaries:
     /// page empty, abandon, slow-path entry).
     pub frees: [LocalCounter; NUM_CLASSES],
+    /// Remote frees done by this heap, per class.
+    pub remote_frees: [LocalCounter; NUM_CLASSES],
+    /// Slow-path entries per class.
+    pub slow: [LocalCounter; NUM_CLASSES],
 }
 
 impl HeapCounters {
@@ -83,6 +87,8 @@ impl HeapCounters {
         Self {
             allocs: [const { LocalCounter::new() }; NUM_CLASSES],
             frees: [const { LocalCounter::new() }; NUM_CLASSES],
+            remote_frees: [const { LocalCounter::new() }; NUM_CLASSES],
+            slow: [const { LocalCounter::new() }; NUM_CLASSES],
         }
     }
 }
@@ -95,12 +101,8 @@ impl Default for HeapCounters {
 
 /// Instance-wide counters (slow paths).
 pub struct InstanceCounters {
-    /// Slow-path entries per class.
-    pub slow: [SharedCounter; NUM_CLASSES],
     /// Acquisitions per class and stage (0.5, 1, 2, 3).
     pub stage: [[SharedCounter; 4]; NUM_CLASSES],
-    /// Remote frees per class.
-    pub remote_frees: [SharedCounter; NUM_CLASSES],
     /// Flush steps (boundary/threshold).
     pub flushes: SharedCounter,
     /// Remote lists drained.
@@ -137,9 +139,7 @@ impl InstanceCounters {
     /// All zero.
     pub const fn new() -> Self {
         Self {
-            slow: [const { SharedCounter::new() }; NUM_CLASSES],
             stage: [const { [const { SharedCounter::new() }; 4] }; NUM_CLASSES],
-            remote_frees: [const { SharedCounter::new() }; NUM_CLASSES],
             flushes: SharedCounter::new(),
             drains: SharedCounter::new(),
             drained_blocks: SharedCounter::new(),
