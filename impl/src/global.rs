@@ -169,6 +169,13 @@ pub(crate) fn exit_thread_heap(h: *mut Heap<StdBackend>) {
 }
 
 extern "C" fn print_stats_at_exit() {
+    // Count this thread's pages too (the fast paths count per page).
+    let h = tls::heap();
+    // SAFETY: the calling thread's own heap (or the empty heap, skipped).
+    if unsafe { !(*h).inst.is_null() } {
+        // SAFETY: as above.
+        unsafe { heap::fold_all_stats(&*h) };
+    }
     let s = stats();
     let mut w = crate::diag::StackWriter::<8192>::new();
     let _ = s.write_report(&mut w);

@@ -36,13 +36,19 @@ use core::ptr::null_mut;
 pub(crate) const IN_FULL_BIAS: u32 = 1 << 31;
 
 /// A doubly linked list of pages (links in their owner-local state).
-#[derive(Clone, Copy)]
 pub struct List<B: Backend> {
     /// First page.
     pub head: *mut SlotMeta<B>,
     /// Last page.
     pub tail: *mut SlotMeta<B>,
 }
+
+impl<B: Backend> Clone for List<B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for List<B> {}
 
 impl<B: Backend> List<B> {
     pub(crate) const EMPTY: Self = Self {
@@ -313,8 +319,10 @@ unsafe fn refill<B: Backend>(h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> 
                 }
                 // Slow-path entry for this page: boundary flush.
                 flush_page(h, m, Some(FlushReason::Boundary));
-                if page::drain(m, t) > 0 {
-                    inst.counters.drains.add(1);
+                let n = page::drain(m, t);
+                if n > 0 {
+                    h.counters.drains.inc();
+                    h.counters.drained_blocks.add_local(n as u64);
                     return Some(m);
                 }
                 let bs = local(m, |p| p.block_size);
@@ -560,13 +568,35 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
     }
 }
 
-/// A page boundary: folds the page's counts into its owner's statistics,
-/// then `Flush`es its delta.
+/// Folds a page's counts into its owner's statistics.
 ///
 /// The fast paths count at page granularity: a free bumps the page's
 /// `frees`, an allocation nothing at all; here, allocations since the last
-/// flush = `(used − flushed) + frees + drained` (each pop raised `used`,
+/// fold = `(used − stat_used) + frees + drained` (each pop raised `used`,
 /// each local free and each drained block lowered it).
+///
+/// # Safety
+/// `h` owns `m`.
+pub(crate) unsafe fn fold_stats<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
+    // SAFETY: owner (forwarded).
+    let (allocs, frees, class) = unsafe {
+        local(m, |p| {
+            let used = p.used & !IN_FULL_BIAS;
+            let allocs = used
+                .wrapping_sub(p.stat_used)
+                .wrapping_add(p.frees)
+                .wrapping_add(p.drained);
+            p.stat_used = used;
+            let frees = core::mem::take(&mut p.frees);
+            p.drained = 0;
+            (allocs, frees, p.class as usize)
+        })
+    };
+    h.counters.allocs[class].add_local(allocs as u64);
+    h.counters.frees[class].add_local(frees as u64);
+}
+
+/// A page boundary: folds the page's statistics, then `Flush`es its delta.
 ///
 /// # Safety
 /// `h` owns `m`.
@@ -577,19 +607,31 @@ pub(crate) unsafe fn flush_page<B: Backend>(
 ) {
     // SAFETY: owner (forwarded).
     unsafe {
-        let (allocs, frees, class) = local(m, |p| {
-            let used = p.used & !IN_FULL_BIAS;
-            let allocs = used
-                .wrapping_sub(p.flushed)
-                .wrapping_add(p.frees)
-                .wrapping_add(p.drained);
-            let frees = core::mem::take(&mut p.frees);
-            p.drained = 0;
-            (allocs, frees, p.class as usize)
-        });
-        h.counters.allocs[class].add_local(allocs as u64);
-        h.counters.frees[class].add_local(frees as u64);
+        fold_stats(h, m);
+        if reason.is_some() && page::delta(m) != 0 {
+            h.counters.flushes.inc();
+        }
         page::flush(m, h.index, reason);
+    }
+}
+
+/// Folds the statistics of every page `h` holds (e.g. before a report).
+///
+/// # Safety
+/// The caller is `h`'s thread.
+pub(crate) unsafe fn fold_all_stats<B: Backend>(h: &Heap<B>) {
+    let dummy = h.inst().dummy();
+    for class in 0..NUM_CLASSES {
+        // SAFETY: owner of its pages.
+        unsafe {
+            let (cur, partial, full) =
+                h.hl(|l| (l.current[class], l.partial[class], l.full[class]));
+            if cur != dummy {
+                fold_stats(h, &*cur);
+            }
+            partial.for_each(|m| fold_stats(h, &*m));
+            full.for_each(|m| fold_stats(h, &*m));
+        }
     }
 }
 
@@ -850,8 +892,10 @@ unsafe fn abandon_page<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
     let m = unsafe { &*mp };
     // SAFETY: owner (forwarded).
     unsafe {
-        if page::drain(m, h.index) > 0 {
-            inst.counters.drains.add(1);
+        let n = page::drain(m, h.index);
+        if n > 0 {
+            h.counters.drains.inc();
+            h.counters.drained_blocks.add_local(n as u64);
         }
         if local(m, |p| p.used) == 0 {
             page_empty(h, mp);

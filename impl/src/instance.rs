@@ -1005,11 +1005,11 @@ impl<B: Backend> Instance<B> {
                 cs.remote_frees += h.counters.remote_frees[c].get();
                 cs.slow += h.counters.slow[c].get();
             }
+            s.flushes += h.counters.flushes.get();
+            s.drains += h.counters.drains.get();
+            s.drained_blocks += h.counters.drained_blocks.get();
         });
         let k = &self.counters;
-        s.flushes = k.flushes.get();
-        s.drains = k.drains.get();
-        s.drained_blocks = k.drained_blocks.get();
         s.reclaims = k.reclaims.get();
         s.abandoned_pages = k.abandoned.get();
         s.pages_emptied = k.pages_emptied.get();

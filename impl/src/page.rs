@@ -74,6 +74,8 @@ pub struct PageLocal<B: Backend> {
     /// Blocks drained since the last flush (statistics, see
     /// `heap::flush_page`).
     pub drained: u32,
+    /// `used` at the last statistics fold.
+    pub stat_used: u32,
     /// Size class.
     pub class: u8,
     /// Which heap list holds the page.
@@ -97,6 +99,7 @@ impl<B: Backend> PageLocal<B> {
             flushed: 0,
             frees: 0,
             drained: 0,
+            stat_used: 0,
             class: 0,
             list: PageList::None,
             prev: null_mut(),

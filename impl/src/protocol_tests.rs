@@ -342,7 +342,12 @@ fn abandon_and_reclaim() {
     assert!(log.iter().all(|e| !matches!(e, Event::FreeRemote { .. })));
     b.exit();
     live.check(&inst.snapshot());
-    assert_eq!(inst.stats().reclaims, 1);
+    let st = inst.stats();
+    assert_eq!(st.reclaims, 1);
+    assert_eq!(st.abandoned_pages, 1);
+    assert!(st.drains >= 2 && st.drained_blocks >= 2, "{st:?}");
+    assert_eq!(st.total_frees(), 11);
+    assert_eq!(st.classes[class_of(100)].remote_frees, 2);
 }
 
 /// Makes a page of `class` empty on heap `h` (not its current page):

@@ -79,6 +79,12 @@ pub struct HeapCounters {
     pub remote_frees: [LocalCounter; NUM_CLASSES],
     /// Slow-path entries per class.
     pub slow: [LocalCounter; NUM_CLASSES],
+    /// Flush steps (boundary/threshold) with a non-zero delta.
+    pub flushes: LocalCounter,
+    /// Remote lists drained.
+    pub drains: LocalCounter,
+    /// Blocks drained.
+    pub drained_blocks: LocalCounter,
 }
 
 impl HeapCounters {
@@ -89,6 +95,9 @@ impl HeapCounters {
             frees: [const { LocalCounter::new() }; NUM_CLASSES],
             remote_frees: [const { LocalCounter::new() }; NUM_CLASSES],
             slow: [const { LocalCounter::new() }; NUM_CLASSES],
+            flushes: LocalCounter::new(),
+            drains: LocalCounter::new(),
+            drained_blocks: LocalCounter::new(),
         }
     }
 }
@@ -103,12 +112,6 @@ impl Default for HeapCounters {
 pub struct InstanceCounters {
     /// Acquisitions per class and stage (0.5, 1, 2, 3).
     pub stage: [[SharedCounter; 4]; NUM_CLASSES],
-    /// Flush steps (boundary/threshold).
-    pub flushes: SharedCounter,
-    /// Remote lists drained.
-    pub drains: SharedCounter,
-    /// Blocks drained.
-    pub drained_blocks: SharedCounter,
     /// Reclaim operations.
     pub reclaims: SharedCounter,
     /// Pages abandoned.
@@ -140,9 +143,6 @@ impl InstanceCounters {
     pub const fn new() -> Self {
         Self {
             stage: [const { [const { SharedCounter::new() }; 4] }; NUM_CLASSES],
-            flushes: SharedCounter::new(),
-            drains: SharedCounter::new(),
-            drained_blocks: SharedCounter::new(),
             reclaims: SharedCounter::new(),
             abandoned: SharedCounter::new(),
             pages_emptied: SharedCounter::new(),
