@@ -15,6 +15,10 @@ struct Header {
     size: usize,
 }
 
+fn header(user: *mut u8) -> *mut Header {
+    core::ptr::with_exposed_provenance_mut(user.addr() - OS_PAGE)
+}
+
 /// Allocates `size` bytes aligned to `align` from the OS; null on failure.
 pub fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     let _ = zeroed; // fresh mappings are zero
@@ -28,6 +32,9 @@ pub fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     let Some(base) = os::map(total, lead) else {
         return null_mut();
     };
+    // The header is read back through the user's pointer's address (whose
+    // own provenance may cover the user's object only).
+    let _ = base.as_ptr().expose_provenance();
     // SAFETY: `lead` bytes into a fresh mapping of `total > lead` bytes.
     let user = unsafe { base.as_ptr().add(lead) };
     if !chunkmap::add_large(user as usize) {
@@ -54,7 +61,7 @@ pub fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
 pub unsafe fn free(ptr: *mut u8, func: &str) {
     let _ = func;
     // SAFETY: forwarded contract: the header is one page below.
-    let h = unsafe { ptr.sub(OS_PAGE).cast::<Header>().read() };
+    let h = unsafe { header(ptr).read() };
     chunkmap::remove_large(ptr as usize);
     // SAFETY: the block's own mapping.
     unsafe { os::unmap(NonNull::new_unchecked(h.base), h.total, h.align) };
@@ -84,6 +91,6 @@ pub unsafe fn realloc(ptr: *mut u8, new_size: usize, align: usize) -> *mut u8 {
 /// `ptr` is a live large block.
 pub unsafe fn usable_size(ptr: *mut u8) -> usize {
     // SAFETY: forwarded contract.
-    let h = unsafe { ptr.sub(OS_PAGE).cast::<Header>().read() };
+    let h = unsafe { header(ptr).read() };
     h.total - h.align
 }
