@@ -3,13 +3,16 @@
 // round the arrays rotate between threads, so that most frees are remote.
 use std::sync::{Arc, Barrier, Mutex};
 
+/// One thread's array of blocks.
+type Slots = Mutex<Vec<Option<Box<[u8]>>>>;
+
 fn run() {
     let mut args = std::env::args().skip(1);
     let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);
     let per_round: usize = 100_000;
     let slots = 1000;
-    let arrays: Arc<Vec<Mutex<Vec<Option<Box<[u8]>>>>>> = Arc::new(
+    let arrays: Arc<Vec<Slots>> = Arc::new(
         (0..threads)
             .map(|_| Mutex::new((0..slots).map(|_| None).collect()))
             .collect(),
