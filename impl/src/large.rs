@@ -54,17 +54,31 @@ pub fn alloc(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     user
 }
 
+/// The last freed mapping, unmapped at the next free: the caller's `Box`
+/// may still be protected while `free` runs (Miri's Stacked Borrows), so a
+/// block's memory is not given back during its own `dealloc` call.
+static RETIRED: core::sync::atomic::AtomicPtr<Header> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
 /// Frees a large block.
 ///
 /// # Safety
 /// `ptr` is a live large block.
 pub unsafe fn free(ptr: *mut u8, func: &str) {
     let _ = func;
+    chunkmap::remove_large(ptr as usize);
     // SAFETY: forwarded contract: the header is one page below.
     let h = unsafe { header(ptr).read() };
-    chunkmap::remove_large(ptr as usize);
-    // SAFETY: the block's own mapping.
-    unsafe { os::unmap(NonNull::new_unchecked(h.base), h.total, h.align) };
+    let retire = h.base.wrapping_add(h.align - OS_PAGE).cast::<Header>();
+    let prev = RETIRED.swap(retire, core::sync::atomic::Ordering::AcqRel);
+    if !prev.is_null() {
+        // SAFETY: the previous retired block's header and mapping, no longer
+        // referenced by anyone.
+        unsafe {
+            let p = prev.read();
+            os::unmap(NonNull::new_unchecked(p.base), p.total, p.align);
+        }
+    }
 }
 
 /// Reallocates a large block (by copy in this stand-in).
