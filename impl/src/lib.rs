@@ -1,7 +1,42 @@
 //! hakmem: a general-purpose memory allocator whose concurrent protocols are
 //! modelled and machine-checked. See `docs/architecture.md` for the map and
 //! `docs/protocol.md` for the protocol the model specifies.
+//!
+//! Layers, bottom up: constants ([`size_class`]) → [`os`] → [`chunkmap`] →
+//! [`superslab`] → [`page`] → [`stage1`] / [`instance`] (pool, arena,
+//! stages) → [`heap`] (fast paths, remote frees, abandon) → `tls` glue →
+//! [`Hakmem`] (`GlobalAlloc`). All protocol code is generic over
+//! [`sync::Backend`]; production uses [`sync::StdBackend`].
 
 pub mod chunkmap;
+pub mod config;
 pub mod diag;
+mod global;
+pub mod heap;
+pub mod instance;
+pub mod large;
+pub mod observe;
 pub mod os;
+pub mod page;
+pub mod size_class;
+pub mod snapshot;
+pub mod stage1;
+pub mod stats;
+pub mod superslab;
+pub mod sync;
+mod tls;
+
+pub use global::{stats, Hakmem};
+pub use instance::{HeapId, HeapRef, Instance, InstanceConfig};
+pub use observe::{Event, FlushReason, Stage};
+pub use snapshot::Snapshot;
+pub use stats::Stats;
+pub use sync::{Backend, Mutant, StdBackend};
+
+#[cfg(test)]
+mod protocol_tests;
+
+/// The unit tests run on hakmem itself (the product runs on itself).
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: Hakmem = Hakmem;

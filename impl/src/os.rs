@@ -86,6 +86,26 @@ pub unsafe fn remap(ptr: NonNull<u8>, old_size: usize, new_size: usize) -> Optio
     unsafe { imp::remap(ptr, old_size, new_size) }
 }
 
+/// Milliseconds of a monotonic clock, for purge delays (coarse clock: the
+/// delay is ~100 ms). Under Miri it is always 0 (tests use a zero delay).
+/// The same function as branch `large`'s: keep either at merge.
+pub fn monotonic_ms() -> u64 {
+    #[cfg(not(miri))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-parameter.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+    }
+    #[cfg(miri)]
+    {
+        0
+    }
+}
+
 #[cfg(not(miri))]
 mod imp {
     use super::OS_PAGE;

@@ -1,0 +1,514 @@
+//! The global allocator: [`Hakmem`] on one process-wide
+//! `Instance<StdBackend>` that lives in static memory and is initialised
+//! lazily by an atomic state machine (no allocation, no std `Once`/`Mutex`).
+//!
+//! Fast paths (see `heap.rs`): `alloc` = TLS heap → class table → current
+//! page → pop; `dealloc` = chunk-map byte → slot metadata → owner == this
+//! heap → push. Everything else is `#[cold]`.
+
+use crate::heap::{self, Heap, HeapLocal, List};
+use crate::instance::{Instance, InstanceConfig};
+use crate::page::PageLocal;
+use crate::size_class::{class_for, class_of, NUM_CLASSES, SMALL_MAX};
+use crate::stage1::FbLink;
+use crate::stats::{HeapCounters, Stats};
+use crate::superslab::SlotMeta;
+use crate::sync::{StdBackend, StdCell};
+use crate::{chunkmap, config, large, tls};
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::ptr::{self, null_mut};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+/// hakmem as Rust's global allocator:
+/// `#[global_allocator] static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;`
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hakmem;
+
+/// A static that holds a value with raw pointers (the empty page/heap).
+pub(crate) struct StaticCell<T>(UnsafeCell<T>);
+// SAFETY: the empty page and heap are never written: the empty page has no
+// free block (so nothing pops from it) and is never owned; the empty heap
+// is never an owner and its slow path switches to a real heap first.
+unsafe impl<T> Sync for StaticCell<T> {}
+
+impl<T> StaticCell<T> {
+    pub(crate) const fn get(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
+static EMPTY_PAGE: StaticCell<SlotMeta<StdBackend>> = StaticCell(UnsafeCell::new(SlotMeta {
+    local: StdCell::new_const(PageLocal::new()),
+    state: AtomicU32::new(0),
+    used: AtomicU32::new(0),
+    owner: AtomicPtr::new(null_mut()),
+    remote: AtomicPtr::new(null_mut()),
+    next_abandoned: AtomicPtr::new(null_mut()),
+    empty_since: AtomicU64::new(0),
+    fb: StdCell::new_const(FbLink::new()),
+}));
+
+/// The heap every thread starts with (and returns to at exit).
+pub(crate) static EMPTY_HEAP: StaticCell<Heap<StdBackend>> = StaticCell(UnsafeCell::new(Heap {
+    local: StdCell::new_const(HeapLocal {
+        current: [EMPTY_PAGE.get(); NUM_CLASSES],
+        partial: [List::EMPTY; NUM_CLASSES],
+        full: [List::EMPTY; NUM_CLASSES],
+    }),
+    counters: HeapCounters::new(),
+    full_hint: AtomicU32::new(0),
+    alive: AtomicU32::new(0),
+    index: u32::MAX,
+    inst: ptr::null(),
+    next_all: AtomicPtr::new(null_mut()),
+    next_free: StdCell::new_const(null_mut()),
+}));
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+
+struct GlobalInstance {
+    state: AtomicU8,
+    inst: UnsafeCell<MaybeUninit<Instance<StdBackend>>>,
+}
+
+// SAFETY: `inst` is written once by the thread that moved `state` from
+// UNINIT to BUSY and read only after `state == READY` (Acquire).
+unsafe impl Sync for GlobalInstance {}
+
+static GLOBAL: GlobalInstance = GlobalInstance {
+    state: AtomicU8::new(UNINIT),
+    inst: UnsafeCell::new(MaybeUninit::uninit()),
+};
+
+/// Remote frees by threads that have no heap yet, before the instance's
+/// counters are reachable from the caller (folded into the stats).
+static EARLY_REMOTE: [AtomicUsize; NUM_CLASSES] = [const { AtomicUsize::new(0) }; NUM_CLASSES];
+
+/// The process-wide instance, initialised on first use; `None` if the OS
+/// refuses the memory it needs.
+pub(crate) fn instance() -> Option<&'static Instance<StdBackend>> {
+    if GLOBAL.state.load(Ordering::Acquire) == READY {
+        // SAFETY: READY observed with Acquire: initialised, never written again.
+        return Some(unsafe { (*GLOBAL.inst.get()).assume_init_ref() });
+    }
+    init_slow()
+}
+
+#[cold]
+#[inline(never)]
+fn init_slow() -> Option<&'static Instance<StdBackend>> {
+    loop {
+        match GLOBAL
+            .state
+            .compare_exchange(UNINIT, BUSY, Ordering::Acquire, Ordering::Acquire)
+        {
+            Ok(_) => {
+                if !crate::os::page_size_ok() {
+                    crate::fatal!("unsupported OS page size (hakmem assumes 4 KiB)");
+                }
+                let c = config::get();
+                let cfg = InstanceConfig {
+                    arena_cache: c.arena_cache,
+                    purge_delay_ms: c.purge_delay_ms,
+                    ..InstanceConfig::DEFAULT
+                };
+                let Some(inst) = Instance::build(cfg) else {
+                    GLOBAL.state.store(UNINIT, Ordering::Release);
+                    return None;
+                };
+                // SAFETY: we won UNINIT → BUSY: no one else reads or writes.
+                unsafe { (*GLOBAL.inst.get()).write(inst) };
+                GLOBAL.state.store(READY, Ordering::Release);
+                if c.stats {
+                    // SAFETY: registering a plain `extern "C"` function.
+                    unsafe { libc::atexit(print_stats_at_exit) };
+                }
+                // SAFETY: just initialised.
+                return Some(unsafe { (*GLOBAL.inst.get()).assume_init_ref() });
+            }
+            Err(READY) => {
+                // SAFETY: READY observed with Acquire.
+                return Some(unsafe { (*GLOBAL.inst.get()).assume_init_ref() });
+            }
+            Err(_) => core::hint::spin_loop(),
+        }
+    }
+}
+
+/// The slow path of a thread without heap: create it, then allocate.
+#[cold]
+#[inline(never)]
+pub(crate) fn alloc_on_fresh_heap(class: usize) -> *mut u8 {
+    let Some(inst) = instance() else {
+        return null_mut();
+    };
+    let Some(h) = inst.new_heap_raw() else {
+        return null_mut();
+    };
+    tls::set_heap(h);
+    // SAFETY: `h` is now this thread's heap.
+    unsafe { heap::alloc(h, class) }
+}
+
+/// A remote free by a thread with no heap.
+pub(crate) fn count_remote_free(class: usize) {
+    EARLY_REMOTE[class].fetch_add(1, Ordering::Relaxed);
+}
+
+/// The thread-exit hook: abandon `h`'s pages, keep `h` for reuse.
+pub(crate) fn exit_thread_heap(h: *mut Heap<StdBackend>) {
+    if let Some(inst) = instance() {
+        // SAFETY: `h` is the exiting thread's heap, created by `inst`.
+        let r = unsafe { inst.heap_ref(h) };
+        r.exit();
+    }
+}
+
+extern "C" fn print_stats_at_exit() {
+    // Count this thread's pages too (the fast paths count per page).
+    let h = tls::heap();
+    // SAFETY: the calling thread's own heap (or the empty heap, skipped).
+    if unsafe { !(*h).inst.is_null() } {
+        // SAFETY: as above.
+        unsafe { heap::fold_all_stats(&*h) };
+    }
+    let s = stats();
+    let mut w = crate::diag::StackWriter::<8192>::new();
+    let _ = s.write_report(&mut w);
+    w.flush_to(2);
+}
+
+/// Process-wide statistics of the global allocator.
+pub fn stats() -> Stats {
+    let Some(inst) = (GLOBAL.state.load(Ordering::Acquire) == READY)
+        .then(instance)
+        .flatten()
+    else {
+        return Stats::default();
+    };
+    let mut s = inst.stats();
+    for (c, cs) in s.classes.iter_mut().enumerate() {
+        cs.remote_frees += EARLY_REMOTE[c].load(Ordering::Relaxed) as u64;
+    }
+    s
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_general(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    match class_for(size, align) {
+        Some(c) => {
+            // SAFETY: the calling thread's heap.
+            let p = unsafe { heap::alloc(tls::heap(), c) };
+            if zeroed && !p.is_null() {
+                // SAFETY: a fresh block of at least `size` bytes.
+                unsafe { p.write_bytes(0, size) };
+            }
+            p
+        }
+        None => large::alloc(size, align, zeroed),
+    }
+}
+
+/// The class of a live small block, `None` for a large one.
+#[inline]
+fn small_class_of(ptr: *mut u8) -> Option<usize> {
+    if chunkmap::entry(ptr as usize) != chunkmap::SUPERSLAB {
+        return None;
+    }
+    // SAFETY: a live SuperSlab's header.
+    let m = unsafe { &*crate::superslab::slot_of::<StdBackend>(ptr) };
+    match m.state() {
+        crate::superslab::SlotState::Active(c) => Some(c as usize),
+        _ => crate::fatal!(
+            "realloc(): invalid pointer {:p} (its page is not in use)",
+            ptr
+        ),
+    }
+}
+
+// SAFETY: blocks are `layout.size()` bytes at `layout.align()`: small ones
+// from a class whose block size is ≥ size and a multiple of the alignment,
+// large ones from `large`; memory is never handed out twice while live.
+unsafe impl GlobalAlloc for Hakmem {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let size = layout.size();
+        if size <= SMALL_MAX && layout.align() <= 16 {
+            // SAFETY: the calling thread's heap.
+            return unsafe { heap::alloc(tls::heap(), class_of(size)) };
+        }
+        alloc_general(size, layout.align(), false)
+    }
+
+    #[inline(always)]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // The free-list link (one word) is written through the caller's
+        // pointer. Under Miri's Stacked Borrows a pointer to an object
+        // smaller than a word does not cover that word: use the SuperSlab's
+        // exposed provenance instead (compiled away outside Miri).
+        let ptr = if cfg!(miri) && layout.size() < core::mem::size_of::<usize>() {
+            ptr::with_exposed_provenance_mut(ptr.addr())
+        } else {
+            ptr
+        };
+        // SAFETY: the caller hands back a live block of ours.
+        unsafe { heap::free(tls::heap(), ptr) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        alloc_general(layout.size(), layout.align(), true)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let align = layout.align();
+        let old_class = small_class_of(ptr);
+        let new_class = class_for(new_size, align);
+        if let (Some(o), Some(n)) = (old_class, new_class) {
+            if o == n {
+                // In place. The caller's pointer may carry provenance for
+                // the old size only: hand back one from the SuperSlab's.
+                return ptr::with_exposed_provenance_mut(ptr.addr());
+            }
+        }
+        if old_class.is_none() && new_class.is_none() {
+            // SAFETY: a live large block of ours.
+            return unsafe { large::realloc(ptr, new_size, align) };
+        }
+        let q = alloc_general(new_size, align, false);
+        if !q.is_null() {
+            // SAFETY: both blocks are live; `min` bytes are valid in both.
+            unsafe {
+                ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_pattern(p: *mut u8, n: usize, v: u8) {
+        for i in (0..n).step_by(61).chain(n.checked_sub(1)) {
+            // SAFETY: `p` holds `n` initialised bytes.
+            assert_eq!(unsafe { *p.add(i) }, v, "byte {i} of {n}");
+        }
+    }
+
+    #[test]
+    fn global_alloc_sizes_alignments_realloc() {
+        let a = Hakmem;
+        let mut blocks = Vec::new();
+        for shift in 0..=16 {
+            let align = 1usize << shift;
+            for size in [1usize, 8, 16, 17, 100, 1024, 1025, 4000, 8192, 8193, 70_000] {
+                let l = Layout::from_size_align(size, align).unwrap();
+                // SAFETY: non-zero size.
+                let p = unsafe { a.alloc(l) };
+                assert!(!p.is_null());
+                assert_eq!(p as usize % align, 0);
+                // SAFETY: fresh block of `size` bytes.
+                unsafe { p.write_bytes(shift as u8, size) };
+                blocks.push((p, l, shift as u8));
+            }
+        }
+        for (p, l, v) in blocks {
+            check_pattern(p, l.size(), v);
+            // SAFETY: ours, with its layout.
+            unsafe { a.dealloc(p, l) };
+        }
+        // Zeroed memory and realloc growth/shrink keep contents.
+        let l = Layout::from_size_align(48, 8).unwrap();
+        // SAFETY: non-zero size.
+        let mut p = unsafe { a.alloc_zeroed(l) };
+        check_pattern(p, 48, 0);
+        // SAFETY: ours.
+        unsafe { p.write_bytes(7, 48) };
+        let mut cur = l;
+        for new in [64, 200, 5000, 20_000, 300, 40, 16] {
+            // SAFETY: ours with its current layout.
+            p = unsafe { a.realloc(p, cur, new) };
+            check_pattern(p, cur.size().min(new).min(16), 7);
+            cur = Layout::from_size_align(new, 8).unwrap();
+        }
+        // SAFETY: ours.
+        unsafe { a.dealloc(p, cur) };
+        assert!(stats().mapped_bytes > 0);
+    }
+
+    #[test]
+    fn global_cross_thread_frees_and_thread_exit() {
+        let a = Hakmem;
+        let l = Layout::from_size_align(256, 16).unwrap();
+        let n = if cfg!(miri) { 20 } else { 2000 };
+        for _ in 0..3 {
+            let ptrs: Vec<usize> = std::thread::spawn(move || {
+                (0..n)
+                    .map(|i| {
+                        // SAFETY: non-zero size.
+                        let p = unsafe { a.alloc(l) };
+                        // SAFETY: fresh block.
+                        unsafe { p.write_bytes(i as u8, 256) };
+                        p as usize
+                    })
+                    .collect()
+            })
+            .join()
+            .unwrap();
+            // The allocating thread has exited: its pages are abandoned;
+            // these frees are remote.
+            std::thread::spawn(move || {
+                for (i, p) in ptrs.into_iter().enumerate() {
+                    check_pattern(p as *mut u8, 256, i as u8);
+                    // SAFETY: live block with its layout.
+                    unsafe { a.dealloc(p as *mut u8, l) };
+                }
+            })
+            .join()
+            .unwrap();
+        }
+        assert!(stats().abandoned_pages > 0);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "a thousand threads: far too slow under Miri")]
+    fn thread_churn_reuses_heaps_and_keeps_memory_bounded() {
+        let a = Hakmem;
+        let l = Layout::from_size_align(200, 8).unwrap();
+        let mut leftovers: Vec<usize> = Vec::new();
+        for _batch in 0..125 {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    std::thread::spawn(move || {
+                        let mut keep = Vec::new();
+                        for i in 0..64 {
+                            // SAFETY: non-zero size.
+                            let p = unsafe { a.alloc(l) };
+                            // SAFETY: fresh block.
+                            unsafe { p.write_bytes((t + i) as u8, 200) };
+                            if i % 2 == 0 {
+                                keep.push(p as usize);
+                            } else {
+                                // SAFETY: ours.
+                                unsafe { a.dealloc(p, l) };
+                            }
+                        }
+                        keep
+                    })
+                })
+                .collect();
+            for h in handles {
+                leftovers.extend(h.join().unwrap());
+            }
+            // Free the previous batches' blocks from this thread (remote).
+            for p in leftovers.drain(..) {
+                // SAFETY: live blocks of exited threads.
+                unsafe { a.dealloc(p as *mut u8, l) };
+            }
+        }
+        let s = stats();
+        assert!(s.heaps < 200, "{} heaps for 1000 short threads", s.heaps);
+        assert!(
+            s.peak_mapped_bytes < 256 << 20,
+            "peak {} bytes",
+            s.peak_mapped_bytes
+        );
+        assert!(s.reclaims > 0);
+    }
+
+    /// Runs `case` in a child process (this test binary, filtered to this
+    /// test) and returns its stderr; the child must abort.
+    fn child_stderr(test: &str, case: &str) -> String {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env("HAKMEM_TEST_CHILD", case)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the child did not abort");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "spawns a child process")]
+    fn bad_frees_abort_with_a_message() {
+        let a = Hakmem;
+        let l = Layout::from_size_align(64, 8).unwrap();
+        match std::env::var("HAKMEM_TEST_CHILD").as_deref() {
+            Ok("foreign") => {
+                let mut x = [0u8; 64];
+                // SAFETY: deliberately invalid (the child aborts).
+                unsafe { a.dealloc(x.as_mut_ptr(), l) };
+                unreachable!();
+            }
+            Ok("double") => {
+                // SAFETY: deliberately invalid (the child aborts).
+                unsafe {
+                    let p = a.alloc(l);
+                    a.dealloc(p, l);
+                    a.dealloc(p, l);
+                }
+                unreachable!();
+            }
+            Ok("misaligned") => {
+                // A block of another thread's page, freed at a wrong offset.
+                let p = std::thread::spawn(move || {
+                    // SAFETY: non-zero size.
+                    unsafe { a.alloc(l) as usize }
+                })
+                .join()
+                .unwrap();
+                // SAFETY: deliberately invalid (the child aborts).
+                unsafe { a.dealloc((p + 8) as *mut u8, l) };
+                unreachable!();
+            }
+            _ => {}
+        }
+        let name = "global::tests::bad_frees_abort_with_a_message";
+        let e = child_stderr(name, "foreign");
+        assert!(
+            e.contains("hakmem: free(): invalid pointer 0x")
+                && e.contains("not allocated by hakmem"),
+            "{e}"
+        );
+        let e = child_stderr(name, "double");
+        assert!(e.contains("double free"), "{e}");
+        let e = child_stderr(name, "misaligned");
+        assert!(e.contains("not the start of a 64-byte block"), "{e}");
+    }
+
+    #[test]
+    fn allocation_in_tls_destructors_after_thread_exit() {
+        struct AllocOnDrop;
+        impl Drop for AllocOnDrop {
+            fn drop(&mut self) {
+                // Runs during thread teardown, possibly after hakmem's own
+                // exit hook: must allocate and free without trouble.
+                let v: Vec<u64> = (0..100).collect();
+                assert_eq!(v.iter().sum::<u64>(), 4950);
+                let s = format!("{v:?}");
+                assert!(s.len() > 100);
+            }
+        }
+        thread_local! {
+            static D: AllocOnDrop = const { AllocOnDrop };
+        }
+        let n = if cfg!(miri) { 2 } else { 50 };
+        for _ in 0..n {
+            std::thread::spawn(|| {
+                D.with(|_| {});
+                let b = Box::new([7u8; 100]);
+                assert_eq!(b[99], 7);
+            })
+            .join()
+            .unwrap();
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! A page: the owner's view of an `Active` slot. Owner-local free list with
+//! bump carving, the remote-free list (lock-free LIFO, drained whole by the
+//! owner), the full-page mark, and the deferred accounting (delta flush).
+//!
+//! # The remote head word
+//!
+//! `SlotMeta::remote` holds the address of the newest remote-freed block,
+//! with two marks in its low bits (blocks are 16-aligned):
+//!
+//! - `FULL`: the page is on its owner's full list and wants a hint. Set by
+//!   the owner with `CAS(empty → FULL)` (this CAS is the `PageFull`
+//!   linearization point: it succeeds only if the remote list is empty, the
+//!   "re-check" of protocol.md done atomically).
+//! - `BUSY`: a remote freer saw `FULL` and reserved the word to hint the
+//!   owner. While `BUSY` the freer still holds its block (so the page cannot
+//!   be emptied or released and its metadata stays valid), reads `owner`,
+//!   sets the owner heap's `full_hint` (heaps are never freed), then
+//!   publishes its block with a plain `store`, which clears both marks. The
+//!   owner waits (spins) for `BUSY` to clear before it unfulls or abandons
+//!   the page; `owner` cannot change while `FULL` or `BUSY` is set.
+//!
+//! A freer that sees no mark pushes with one CAS (Release). This is
+//! mimalloc's "delayed free" state machine, folded into the remote head so
+//! that the freer never reads the page after its block is published.
+
+use crate::heap::Heap;
+use crate::observe::{Event, FlushReason};
+use crate::size_class::{block_size, capacity};
+use crate::superslab::{SlotMeta, SsHeader};
+use crate::sync::{AtomicIntOps, AtomicOps, Backend, CellOps, Mutant, Ordering};
+use core::ptr::{self, null_mut};
+
+/// Remote head mark: the page is on its owner's full list.
+pub const FULL: usize = 1;
+/// Remote head mark: a freer is hinting the owner.
+pub const BUSY: usize = 2;
+const MARKS: usize = FULL | BUSY;
+
+/// Which owner list a page is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageList {
+    /// On no list (abandoned, empty, or being moved).
+    None,
+    /// The heap's current page of its class.
+    Current,
+    /// The heap's partial list.
+    Partial,
+    /// The heap's full list (`in_full`).
+    Full,
+}
+
+/// Owner-local state of a page.
+///
+/// # Invariants
+/// - `used = carved - |free|` (blocks not on the free list: live or remote).
+/// - `carved ≤ capacity`; `flushed` = the shared `used` as last written.
+/// - `list == Full` ⇔ `in_full` (protocol.md) and then `free` is empty and
+///   `carved == capacity`.
+pub struct PageLocal<B: Backend> {
+    /// Head of the free list (links stored in the blocks), null when empty.
+    pub free: *mut u8,
+    /// Blocks not on the free list.
+    pub used: u32,
+    /// Blocks carved from the fresh area so far.
+    pub carved: u32,
+    /// Blocks that fit.
+    pub capacity: u32,
+    /// Block size in bytes.
+    pub block_size: u32,
+    /// The shared `used` as of the last flush (so delta = used - flushed).
+    pub flushed: u32,
+    /// Local frees not yet folded into the owner's statistics.
+    pub frees: u32,
+    /// Blocks drained since the last flush (statistics, see
+    /// `heap::flush_page`).
+    pub drained: u32,
+    /// `used` at the last statistics fold.
+    pub stat_used: u32,
+    /// Size class.
+    pub class: u8,
+    /// Which heap list holds the page.
+    pub list: PageList,
+    /// Previous page on the heap list.
+    pub prev: *mut SlotMeta<B>,
+    /// Next page on the heap list.
+    pub next: *mut SlotMeta<B>,
+}
+
+impl<B: Backend> PageLocal<B> {
+    /// The state of a page that has never been claimed (and of the dummy
+    /// page: no free block, so the fast path always falls to the slow path).
+    pub const fn new() -> Self {
+        Self {
+            free: null_mut(),
+            used: 0,
+            carved: 0,
+            capacity: 0,
+            block_size: 0,
+            flushed: 0,
+            frees: 0,
+            drained: 0,
+            stat_used: 0,
+            class: 0,
+            list: PageList::None,
+            prev: null_mut(),
+            next: null_mut(),
+        }
+    }
+}
+
+impl<B: Backend> Default for PageLocal<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Exclusive access to a page's owner-local state.
+///
+/// # Safety
+/// The caller is the page's owner (or holds it exclusively: claim, reclaim,
+/// abandon), so no other access to the cell overlaps.
+#[inline(always)]
+pub(crate) unsafe fn local<B: Backend, R>(
+    meta: &SlotMeta<B>,
+    f: impl FnOnce(&mut PageLocal<B>) -> R,
+) -> R {
+    // SAFETY: forwarded contract: only the owner reaches here.
+    meta.local.with_mut(|p| f(unsafe { &mut *p }))
+}
+
+/// Block index of `block` in its page (observer and snapshot use).
+pub fn block_index<B: Backend>(meta: &SlotMeta<B>, block: *mut u8, bs: u32) -> u32 {
+    ((block as usize - meta.area() as usize) / bs as usize) as u32
+}
+
+/// Resets the owner-local state of a freshly claimed slot.
+///
+/// # Safety
+/// The caller just claimed the slot (its CAS won), so it owns it.
+pub(crate) unsafe fn init_claimed<B: Backend>(meta: &SlotMeta<B>, class: usize) {
+    let slot = meta.index();
+    // SAFETY: forwarded contract.
+    unsafe {
+        local(meta, |p| {
+            *p = PageLocal::new();
+            p.class = class as u8;
+            p.block_size = block_size(class) as u32;
+            p.capacity = capacity(class, slot);
+        })
+    };
+    debug_assert_eq!(meta.used.load(Ordering::Relaxed), 0);
+    debug_assert!(meta.remote.load(Ordering::Relaxed).is_null());
+}
+
+/// `Carve`: bumps up to `max` fresh blocks onto the free list (in address
+/// order, lowest first). Returns the number carved.
+///
+/// # Safety
+/// The caller owns the page.
+pub(crate) unsafe fn carve<B: Backend>(meta: &SlotMeta<B>, t: u32, max: u32) -> u32 {
+    let area = meta.area();
+    // SAFETY: owner (forwarded); the carved blocks lie in this slot's block
+    // area, untouched since the claim reset `carved`, owned by the page.
+    let n = unsafe {
+        local(meta, |p| {
+            let n = (p.capacity - p.carved).min(max);
+            if n == 0 {
+                return 0;
+            }
+            let bs = p.block_size as usize;
+            let first = area.add(p.carved as usize * bs);
+            let mut b = first;
+            for _ in 1..n {
+                let nx = b.add(bs);
+                B::store_link(b.cast(), nx);
+                b = nx;
+            }
+            B::store_link(b.cast(), p.free);
+            p.free = first;
+            p.carved += n;
+            n
+        })
+    };
+    if B::OBSERVE && n > 0 {
+        B::observe(&Event::Carve {
+            t,
+            ss: meta.header() as usize,
+            slot: meta.index() as u8,
+            n,
+        });
+    }
+    n
+}
+
+/// How many blocks to carve at once: about 4 KiB worth, at least 4.
+#[inline]
+pub(crate) fn carve_batch(bs: u32) -> u32 {
+    (4096 / bs).max(4)
+}
+
+/// `Drain`: takes the whole remote list (`swap(null, Acquire)`) and appends
+/// it to the free list; `used -= n`. Returns `n`.
+///
+/// # Safety
+/// The caller owns the page and the remote word carries no `FULL`/`BUSY`
+/// mark (the page is not marked full).
+pub(crate) unsafe fn drain<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
+    if meta.remote.load(Ordering::Relaxed).is_null() {
+        return 0;
+    }
+    let head = meta.remote.swap(null_mut(), Ordering::Acquire);
+    debug_assert_eq!(head as usize & MARKS, 0, "drain of a marked remote word");
+    if head.is_null() {
+        return 0;
+    }
+    // SAFETY: the swap made the list ours; every block on it was pushed with
+    // Release, so its link is visible; the owner-local state is ours.
+    let n = unsafe {
+        let mut n = 1u32;
+        let mut tail = head;
+        loop {
+            let nx = B::load_link(tail.cast());
+            if nx.is_null() {
+                break;
+            }
+            tail = nx;
+            n += 1;
+        }
+        local(meta, |p| {
+            B::store_link(tail.cast(), p.free);
+            p.free = head;
+            debug_assert!(p.used >= n, "drain of more blocks than used");
+            p.used -= n;
+            p.drained += n;
+        });
+        n
+    };
+    if B::OBSERVE {
+        B::observe(&Event::Drain {
+            t,
+            ss: meta.header() as usize,
+            slot: meta.index() as u8,
+            n,
+        });
+    }
+    n
+}
+
+/// `Flush`: publishes the owner's pending delta to the slot's shared used
+/// and the SuperSlab's `total_active`. `reason: None` = the flush that is
+/// part of another step (PageFull, PageEmpty, Abandon): no event of its own.
+///
+/// # Safety
+/// The caller owns the page.
+pub(crate) unsafe fn flush<B: Backend>(meta: &SlotMeta<B>, t: u32, reason: Option<FlushReason>) {
+    // SAFETY: owner (forwarded).
+    let delta = unsafe {
+        local(meta, |p| {
+            let used = p.used & !crate::heap::IN_FULL_BIAS;
+            let d = used.wrapping_sub(p.flushed);
+            p.flushed = used;
+            d
+        })
+    };
+    if delta == 0 {
+        return;
+    }
+    meta.used.fetch_add(delta, Ordering::Release);
+    if B::MUTANT != Mutant::ReleaseWithoutFlush || reason.is_some() {
+        // SAFETY: the slot is Active, so its SuperSlab is live.
+        let h: &SsHeader<B> = unsafe { &*meta.header() };
+        h.total_active.fetch_add(delta, Ordering::Release);
+    }
+    if B::OBSERVE {
+        if let Some(reason) = reason {
+            B::observe(&Event::Flush {
+                t,
+                ss: meta.header() as usize,
+                slot: meta.index() as u8,
+                reason,
+                delta: delta as i32,
+            });
+        }
+    }
+}
+
+/// The page's pending delta (`used - shared used`).
+///
+/// # Safety
+/// The caller owns the page.
+#[inline]
+pub(crate) unsafe fn delta<B: Backend>(meta: &SlotMeta<B>) -> i32 {
+    // SAFETY: owner (forwarded).
+    unsafe { local(meta, |p| p.used.wrapping_sub(p.flushed) as i32) }
+}
+
+/// `PageFull`'s atomic part: marks the remote word `FULL` if and only if the
+/// remote list is empty. `false` = remote frees arrived (drain instead).
+pub(crate) fn try_mark_full<B: Backend>(meta: &SlotMeta<B>) -> bool {
+    let full = ptr::without_provenance_mut::<u8>(FULL);
+    if B::MUTANT == Mutant::PageFullNoRecheck {
+        // Wrong: overwrites (and so loses) any remote frees pushed meanwhile.
+        meta.remote.store(full, Ordering::SeqCst);
+        return true;
+    }
+    meta.remote
+        .compare_exchange(null_mut(), full, Ordering::SeqCst, Ordering::Acquire)
+        .is_ok()
+}
+
+/// Owner side of a full page: waits out a `BUSY` freer and clears `FULL`.
+/// Afterwards the word is a plain list head (possibly empty).
+pub(crate) fn clear_full_mark<B: Backend>(meta: &SlotMeta<B>) {
+    let mut h = meta.remote.load(Ordering::Acquire);
+    loop {
+        if h as usize & BUSY != 0 {
+            B::spin_hint();
+            h = meta.remote.load(Ordering::Acquire);
+            continue;
+        }
+        if h as usize & FULL == 0 {
+            return;
+        }
+        let plain = h.map_addr(|a| a & !FULL);
+        match meta
+            .remote
+            .compare_exchange(h, plain, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return,
+            Err(x) => h = x,
+        }
+    }
+}
+
+/// Whether a full page has remote frees to take (waits out a `BUSY` freer).
+pub(crate) fn full_page_has_remote<B: Backend>(meta: &SlotMeta<B>) -> bool {
+    loop {
+        let h = meta.remote.load(Ordering::Acquire);
+        if h as usize & BUSY != 0 {
+            B::spin_hint();
+            continue;
+        }
+        return (h as usize & !MARKS) != 0;
+    }
+}
+
+/// `FreeRemote`: pushes `block` on the page's remote list. Returns the heap
+/// that was hinted (the page was marked full), if any.
+///
+/// # Safety
+/// `block` is a live block of the `Active` page `meta`, and the caller gives
+/// it up (it must not touch it afterwards); `value` is the same address as
+/// it goes on the list (with the SuperSlab's provenance; see `heap::free`).
+pub(crate) unsafe fn push_remote<B: Backend>(
+    meta: *const SlotMeta<B>,
+    block: *mut u8,
+    value: *mut u8,
+) -> *mut Heap<B> {
+    // SAFETY: the caller's block keeps the page Active (and mapped) until it
+    // is published; `meta` is not used after the publishing store/CAS.
+    let meta = unsafe { &*meta };
+    debug_assert_eq!(block.addr(), value.addr());
+    let publish = if B::MUTANT == Mutant::RemotePushRelaxed {
+        Ordering::Relaxed
+    } else {
+        Ordering::Release
+    };
+    let mut h = meta.remote.load(Ordering::Relaxed);
+    loop {
+        let marks = h as usize & MARKS;
+        if marks & BUSY != 0 {
+            B::spin_hint();
+            h = meta.remote.load(Ordering::Relaxed);
+            continue;
+        }
+        if marks == 0 {
+            // SAFETY: the caller gave us the block.
+            unsafe { B::store_link(block.cast(), h) };
+            match meta
+                .remote
+                .compare_exchange_weak(h, value, publish, Ordering::Relaxed)
+            {
+                Ok(_) => return null_mut(),
+                Err(x) => h = x,
+            }
+        } else {
+            // FULL: reserve the word, hint the owner, then publish.
+            let busy = h.map_addr(|a| a | BUSY);
+            match meta
+                .remote
+                .compare_exchange(h, busy, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    let owner = meta.owner.load(Ordering::Acquire);
+                    if !owner.is_null() {
+                        // SAFETY: heaps are never freed (pooled per instance).
+                        unsafe { (*owner).full_hint.store(1, Ordering::SeqCst) };
+                    }
+                    let rest = h.map_addr(|a| a & !MARKS);
+                    // SAFETY: the caller gave us the block.
+                    unsafe { B::store_link(block.cast(), rest) };
+                    meta.remote.store(value, publish);
+                    return owner;
+                }
+                Err(x) => h = x,
+            }
+        }
+    }
+}

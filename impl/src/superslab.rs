@@ -1,0 +1,316 @@
+//! The SuperSlab: a 2 MiB, 2 MiB-aligned region whose header (at the start of
+//! slot 0) holds the metadata of its 32 slots, so that `ptr & !(2 MiB - 1)`
+//! finds the metadata of any block.
+//!
+//! Memory layout of one SuperSlab (see `docs/architecture.md`):
+//!
+//! ```text
+//! base + 0       SsHeader { slots: [SlotMeta; 32], masks, counters, registry links }   ≤ 8 KiB
+//! base + 8 KiB   slot 0 block area (56 KiB)
+//! base + 64 KiB  slot 1 block area (64 KiB)
+//! ...
+//! base + 31*64K  slot 31 block area
+//! ```
+//!
+//! A slot's shared state is one atomic word ([`SlotState`]): `Unused`,
+//! `Active{class}`, `Empty{class}` (plus the transient `Purging`, an `Empty`
+//! slot whose memory is being decommitted: it cannot be claimed meanwhile).
+//! Claims are CASes on this word.
+
+use crate::heap::Heap;
+use crate::page::PageLocal;
+use crate::size_class::{HEADER_SIZE, NUM_CLASSES, SLOTS, SLOT_SHIFT};
+use crate::sync::{AtomicIntOps, AtomicOps, Backend, CellOps, Ordering};
+use core::ptr::{self, null_mut};
+
+/// Kind bits of the slot state word.
+const KIND_MASK: u32 = 0b11;
+const KIND_UNUSED: u32 = 0;
+const KIND_ACTIVE: u32 = 1;
+const KIND_EMPTY: u32 = 2;
+const KIND_PURGING: u32 = 3;
+const CLASS_SHIFT: u32 = 2;
+
+/// The decoded state of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SlotState {
+    /// Never assigned, or returned by a release; claimable by stage 2.
+    Unused,
+    /// A page of `class`, owned by a heap (or abandoned).
+    Active(u8),
+    /// All blocks free; claimable by stages 0.5 and 1, for any class.
+    Empty(u8),
+    /// An `Empty` slot being decommitted (not claimable meanwhile).
+    Purging(u8),
+}
+
+impl SlotState {
+    /// The state word of this state.
+    #[inline(always)]
+    pub const fn word(self) -> u32 {
+        match self {
+            SlotState::Unused => KIND_UNUSED,
+            SlotState::Active(c) => KIND_ACTIVE | (c as u32) << CLASS_SHIFT,
+            SlotState::Empty(c) => KIND_EMPTY | (c as u32) << CLASS_SHIFT,
+            SlotState::Purging(c) => KIND_PURGING | (c as u32) << CLASS_SHIFT,
+        }
+    }
+
+    /// Decodes a state word.
+    #[inline(always)]
+    pub const fn from_word(w: u32) -> Self {
+        let c = (w >> CLASS_SHIFT) as u8;
+        match w & KIND_MASK {
+            KIND_UNUSED => SlotState::Unused,
+            KIND_ACTIVE => SlotState::Active(c),
+            KIND_EMPTY => SlotState::Empty(c),
+            _ => SlotState::Purging(c),
+        }
+    }
+}
+
+/// The metadata of one slot: shared atomics plus the owner-local page state.
+///
+/// # Invariants
+/// - `owner` is non-null only while `state` is `Active` and the page is not
+///   abandoned; only the owner touches `local` (hand-overs: slot-state CAS
+///   on claim, abandoned-list push/swap on abandon/reclaim).
+/// - `used` (shared used) is written only by the owner, at flush points;
+///   `used ≤ capacity`.
+/// - `remote` is the remote-free head word (see `remote.rs`): a block
+///   address with the `FULL`/`BUSY` marks in its low bits.
+#[repr(C, align(64))]
+pub struct SlotMeta<B: Backend> {
+    /// Owner-local page state (free list, counters, list links).
+    pub(crate) local: B::Cell<PageLocal<B>>,
+    /// The slot state word ([`SlotState`]).
+    pub(crate) state: B::AtomicU32,
+    /// Shared used: the owner's `used` at its last flush.
+    pub(crate) used: B::AtomicU32,
+    /// The owning heap, null when none (unused, empty or abandoned).
+    pub(crate) owner: B::AtomicPtr<Heap<B>>,
+    /// Remote-free head word.
+    pub(crate) remote: B::AtomicPtr<u8>,
+    /// Link of the per-class abandoned list.
+    pub(crate) next_abandoned: B::AtomicPtr<SlotMeta<B>>,
+    /// When the slot became `Empty` (instance clock, ms), for purging;
+    /// `u64::MAX` once decommitted.
+    pub(crate) empty_since: B::AtomicU64,
+    /// Link of the class's stage-1 fallback list (under its lock).
+    pub(crate) fb: B::Cell<crate::stage1::FbLink<B>>,
+}
+
+impl<B: Backend> SlotMeta<B> {
+    /// A slot in state `Unused`.
+    pub fn new() -> Self {
+        Self {
+            local: B::Cell::new(PageLocal::new()),
+            state: B::AtomicU32::new(SlotState::Unused.word()),
+            used: B::AtomicU32::new(0),
+            owner: B::AtomicPtr::new(null_mut()),
+            remote: B::AtomicPtr::new(null_mut()),
+            next_abandoned: B::AtomicPtr::new(null_mut()),
+            empty_since: B::AtomicU64::new(0),
+            fb: B::Cell::new(crate::stage1::FbLink::new()),
+        }
+    }
+
+    /// The current state (Acquire).
+    #[inline]
+    pub fn state(&self) -> SlotState {
+        SlotState::from_word(self.state.load(Ordering::Acquire))
+    }
+
+    /// The SuperSlab header this slot belongs to.
+    ///
+    /// Built from the address with the SuperSlab mapping's exposed
+    /// provenance (exposed in `Instance::map_superslab`): a reference to one
+    /// slot's metadata does not cover the rest of the SuperSlab.
+    #[inline(always)]
+    pub fn header(&self) -> *mut SsHeader<B> {
+        let addr = self as *const Self as usize & !crate::chunkmap::CHUNK_MASK;
+        ptr::with_exposed_provenance_mut(addr)
+    }
+
+    /// This slot's index in its SuperSlab.
+    #[inline(always)]
+    pub fn index(&self) -> usize {
+        let addr = self as *const Self as usize;
+        (addr & crate::chunkmap::CHUNK_MASK) / core::mem::size_of::<Self>()
+    }
+
+    /// Start of this slot's block area.
+    #[inline(always)]
+    pub fn area(&self) -> *mut u8 {
+        let idx = self.index();
+        self.header()
+            .cast::<u8>()
+            .wrapping_add(crate::size_class::slot_area_offset(idx))
+    }
+}
+
+impl<B: Backend> Default for SlotMeta<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where a SuperSlab is in its life (protocol.md: `status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SsStatus {
+    /// Serving slots.
+    Live,
+    /// In the arena cache; every slot `Unused`.
+    Cached,
+}
+
+/// Header fields protected by the instance's pool lock.
+pub(crate) struct SsPooled<B: Backend> {
+    /// Live or Cached.
+    pub status: SsStatus,
+    /// Mapping order within the instance (the model's SuperSlab number).
+    pub map_seq: u64,
+    /// Bit i ⇔ slot i is `Unused`.
+    pub unused_mask: u32,
+    /// Bit c ⇔ registered in `registry[c]`.
+    pub registered: u64,
+    /// Next SuperSlab of the instance, in mapping order (all, live or cached).
+    pub next_all: *mut SsHeader<B>,
+    /// Next SuperSlab in the arena cache.
+    pub next_cached: *mut SsHeader<B>,
+}
+
+/// The SuperSlab header, at the base of the SuperSlab.
+///
+/// # Invariants
+/// - `empty_mask` bit i ⇔ slot i is `Empty` (or `Purging`) and
+///   `empty_count = popcount(empty_mask)` — at quiescence; transiently the
+///   emptier sets the bit *before* storing `Empty` and a claimer clears it
+///   *after* its CAS (see `docs/architecture.md`).
+/// - `total_active = Σ slots[i].used`.
+/// - `active_slots` = number of `Active` slots.
+#[repr(C)]
+pub struct SsHeader<B: Backend> {
+    /// Slot metadata; first, so that slot `i`'s meta is at
+    /// `base + i * size_of::<SlotMeta>()`.
+    pub(crate) slots: [SlotMeta<B>; SLOTS],
+    /// Bit i ⇔ slot i is `Empty`.
+    pub(crate) empty_mask: B::AtomicU32,
+    /// popcount(empty_mask).
+    pub(crate) empty_count: B::AtomicU32,
+    /// Σ shared used of the slots.
+    pub(crate) total_active: B::AtomicU32,
+    /// Number of `Active` slots.
+    pub(crate) active_slots: B::AtomicU32,
+    /// Per class: next SuperSlab in `registry[class]` (read lock-free by
+    /// stage 0.5; written under the pool lock).
+    pub(crate) reg_next: [B::AtomicPtr<SsHeader<B>>; NUM_CLASSES],
+    /// Pool-lock protected fields.
+    pub(crate) pooled: B::Cell<SsPooled<B>>,
+}
+
+impl<B: Backend> SsHeader<B> {
+    /// Initialises a header in place at `base` (fresh, zeroed memory).
+    ///
+    /// # Safety
+    /// `base` is the start of a fresh 2 MiB mapping owned by the caller.
+    pub(crate) unsafe fn init(base: *mut u8, map_seq: u64) -> *mut SsHeader<B> {
+        assert!(
+            core::mem::size_of::<SsHeader<B>>() <= HEADER_SIZE,
+            "SuperSlab header larger than 8 KiB for this backend"
+        );
+        let h = base.cast::<SsHeader<B>>();
+        // SAFETY: the caller owns the fresh mapping; every field is written
+        // once through raw pointers before any reference is formed.
+        unsafe {
+            let slots = ptr::addr_of_mut!((*h).slots).cast::<SlotMeta<B>>();
+            for i in 0..SLOTS {
+                slots.add(i).write(SlotMeta::new());
+            }
+            ptr::addr_of_mut!((*h).empty_mask).write(B::AtomicU32::new(0));
+            ptr::addr_of_mut!((*h).empty_count).write(B::AtomicU32::new(0));
+            ptr::addr_of_mut!((*h).total_active).write(B::AtomicU32::new(0));
+            ptr::addr_of_mut!((*h).active_slots).write(B::AtomicU32::new(0));
+            let reg = ptr::addr_of_mut!((*h).reg_next).cast::<B::AtomicPtr<SsHeader<B>>>();
+            for c in 0..NUM_CLASSES {
+                reg.add(c).write(B::AtomicPtr::new(null_mut()));
+            }
+            ptr::addr_of_mut!((*h).pooled).write(B::Cell::new(SsPooled {
+                status: SsStatus::Live,
+                map_seq,
+                unused_mask: u32::MAX,
+                registered: 0,
+                next_all: null_mut(),
+                next_cached: null_mut(),
+            }));
+        }
+        h
+    }
+
+    /// The base address (the header's own address).
+    #[inline(always)]
+    pub fn base(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// Slot `i`'s metadata.
+    #[inline(always)]
+    pub fn slot(&self, i: usize) -> &SlotMeta<B> {
+        &self.slots[i]
+    }
+
+    /// Sets slot `i`'s mask bit and bumps `empty_count` (the emptier, before
+    /// it stores `Empty`).
+    pub(crate) fn mark_empty(&self, i: usize) {
+        let prev = self.empty_mask.fetch_or(1 << i, Ordering::AcqRel);
+        debug_assert_eq!(prev & (1 << i), 0, "slot {i} already in empty_mask");
+        if B::MUTANT == crate::sync::Mutant::EmptyCountCheckThenAct {
+            let c = self.empty_count.load(Ordering::Acquire);
+            self.empty_count.store(c + 1, Ordering::Release);
+        } else {
+            self.empty_count.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Clears slot `i`'s mask bit and decrements `empty_count` (the claimer
+    /// after its CAS, or the releaser after retiring the slot).
+    pub(crate) fn unmark_empty(&self, i: usize) {
+        let prev = self.empty_mask.fetch_and(!(1 << i), Ordering::AcqRel);
+        debug_assert_ne!(prev & (1 << i), 0, "slot {i} not in empty_mask");
+        if B::MUTANT == crate::sync::Mutant::EmptyCountCheckThenAct {
+            let c = self.empty_count.load(Ordering::Acquire);
+            self.empty_count.store(c.wrapping_sub(1), Ordering::Release);
+        } else {
+            self.empty_count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Access to the pool-locked fields.
+    ///
+    /// # Safety
+    /// The caller holds the instance's pool lock (or the instance is
+    /// quiescent / being built).
+    #[inline]
+    pub(crate) unsafe fn pooled<R>(&self, f: impl FnOnce(&mut SsPooled<B>) -> R) -> R {
+        // SAFETY: the pool lock serialises every access to `pooled`.
+        self.pooled.with_mut(|p| f(unsafe { &mut *p }))
+    }
+}
+
+/// The slot metadata for a block address inside a SuperSlab (no checks).
+#[inline(always)]
+pub fn slot_of<B: Backend>(ptr: *mut u8) -> *mut SlotMeta<B> {
+    let addr = ptr.addr();
+    let slot = (addr >> SLOT_SHIFT) & (SLOTS - 1);
+    // The user's pointer covers its block only: take the SuperSlab's
+    // exposed provenance (see `SlotMeta::header`).
+    let base: *mut SlotMeta<B> =
+        ptr::with_exposed_provenance_mut(addr & !crate::chunkmap::CHUNK_MASK);
+    base.wrapping_add(slot)
+}
+
+const _: () = assert!(
+    core::mem::size_of::<SsHeader<crate::sync::StdBackend>>() <= HEADER_SIZE,
+    "the production SuperSlab header must fit 8 KiB"
+);
+const _: () = assert!(core::mem::size_of::<SlotMeta<crate::sync::StdBackend>>() == 128);
