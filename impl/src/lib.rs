@@ -3,5 +3,7 @@
 //! `docs/protocol.md` for the protocol the model specifies.
 
 pub mod chunkmap;
+pub mod config;
 pub mod diag;
+pub mod large;
 pub mod os;
