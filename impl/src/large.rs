@@ -195,11 +195,13 @@ impl fmt::Display for Invalid {
 /// Statistics of the large-block layer (a snapshot; counters are relaxed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LargeStats {
-    /// Blocks handed out by `alloc`.
+    /// Blocks handed out (by `alloc`, and by a `realloc` that moves by copy).
+    /// `allocs - frees` = live blocks.
     pub allocs: u64,
     /// Of these, served from the cache.
     pub cache_hits: u64,
-    /// Blocks freed.
+    /// Blocks released (by `free`, and the old block of a `realloc` that
+    /// moves by copy).
     pub frees: u64,
     /// `realloc`s that kept the user pointer (including tail shrinks).
     pub reallocs_in_place: u64,
@@ -1044,6 +1046,8 @@ impl Large {
             chunkmap::remove_large(user as usize);
             self.retire(h, self.now());
         }
+        // The old block is released: `allocs - frees` stays the live count.
+        bump(&self.counters.frees);
         bump(&self.counters.reallocs_moved);
         Some(q)
     }
