@@ -11,7 +11,7 @@ use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 
 #[global_allocator]
-static GLOBAL: common::TempHakmem = common::TempHakmem;
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
 
 /// Child side: prints the pointer it is about to misuse, then misuses it.
 fn announce(p: *const u8) {

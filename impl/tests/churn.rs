@@ -10,7 +10,7 @@ use std::alloc::{alloc, dealloc, Layout};
 use std::sync::{Arc, Mutex};
 
 #[global_allocator]
-static GLOBAL: common::TempHakmem = common::TempHakmem;
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
 
 const THREADS: usize = 1000;
 /// Threads alive at once.
@@ -82,6 +82,7 @@ fn a_thousand_threads_leave_blocks_behind() {
     let pool = Arc::new(Mutex::new(Vec::<Block>::new()));
     let mut warm_rss = 0;
     let mut warm_large = 0;
+    let mut warm_ss = 0;
     for wave in 0..THREADS / WAVE {
         let handles: Vec<_> = (0..WAVE)
             .map(|k| {
@@ -95,17 +96,26 @@ fn a_thousand_threads_leave_blocks_behind() {
         if (wave + 1) * WAVE == WARM {
             warm_rss = rss_bytes();
             warm_large = hakmem::large::stats().mapped_bytes;
+            warm_ss = hakmem::stats().mapped_bytes;
         }
     }
     let end_rss = rss_bytes();
     let large = hakmem::large::stats();
+    let ss = hakmem::stats().mapped_bytes;
     eprintln!(
-        "churn: RSS after {WARM} threads {} KiB, after {THREADS} {} KiB; large mapped {} -> {} B (peak {})",
+        "churn: RSS after {WARM} threads {} KiB, after {THREADS} {} KiB; \
+         SuperSlabs mapped {warm_ss} -> {ss} B; large mapped {} -> {} B (peak {})",
         warm_rss >> 10,
         end_rss >> 10,
         warm_large,
         large.mapped_bytes,
         large.peak_mapped_bytes
+    );
+    // SuperSlab bytes: the same argument as for RSS, in whole SuperSlabs
+    // (2 MiB each): at most 4 more than when warm.
+    assert!(
+        ss <= warm_ss + (8 << 20),
+        "SuperSlab mappings grew from {warm_ss} to {ss} B"
     );
     // The live set is the same after thread 200 and thread 1000 (at most
     // WAVE threads' leftovers, ~128 blocks of ~2 KiB on average each, in

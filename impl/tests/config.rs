@@ -7,7 +7,7 @@ mod common;
 use std::alloc::{alloc, dealloc, Layout};
 
 #[global_allocator]
-static GLOBAL: common::TempHakmem = common::TempHakmem;
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
 
 /// Child side: allocates small and large blocks (so that the allocator reads
 /// its configuration, wherever it does) and reports what it parsed.

@@ -12,7 +12,7 @@ use common::{fill, rss_bytes, Rng};
 use std::alloc::{alloc, dealloc, Layout};
 
 #[global_allocator]
-static GLOBAL: common::TempHakmem = common::TempHakmem;
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
 
 const MIB: usize = 1 << 20;
 /// Bytes of small blocks (16..=1024 bytes each) in the burst.

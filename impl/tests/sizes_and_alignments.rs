@@ -9,7 +9,7 @@ use common::{all_zero, check, fill};
 use std::alloc::{alloc, alloc_zeroed, dealloc, realloc, Layout};
 
 #[global_allocator]
-static GLOBAL: common::TempHakmem = common::TempHakmem;
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
 
 /// Allocates `layout` (zeroed or not), checks alignment and zeroing, fills it
 /// with the pattern of `id`, checks it; returns the block.

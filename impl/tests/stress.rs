@@ -13,7 +13,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 #[global_allocator]
-static GLOBAL: common::TempHakmem = common::TempHakmem;
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
 
 const THREADS: usize = 12;
 const OPS_PER_THREAD: usize = 30_000;
