@@ -136,7 +136,7 @@ mod imp {
     use super::CHUNK_SHIFT;
     use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-    const SLOTS: usize = 64;
+    const SLOTS: usize = 256;
     static KEYS: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
     static VALUES: [AtomicU8; SLOTS] = [const { AtomicU8::new(0) }; SLOTS];
 
@@ -157,12 +157,14 @@ mod imp {
                 return &VALUES[i];
             }
         }
+        // Slots are claimed in order and never released, so two threads
+        // racing for the same chunk meet at the same first free slot: the
+        // loser of the exchange sees the winner's key there and shares it.
         for i in 0..SLOTS {
-            if KEYS[i]
-                .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return &VALUES[i];
+            match KEYS[i].compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return &VALUES[i],
+                Err(k) if k == key => return &VALUES[i],
+                Err(_) => {}
             }
         }
         panic!("miri chunk table full");

@@ -86,24 +86,26 @@ pub unsafe fn remap(ptr: NonNull<u8>, old_size: usize, new_size: usize) -> Optio
     unsafe { imp::remap(ptr, old_size, new_size) }
 }
 
-/// Milliseconds of a monotonic clock, for purge delays (coarse clock: the
-/// delay is ~100 ms). Under Miri it is always 0 (tests use a zero delay).
-/// The same function as branch `large`'s: keep either at merge.
+/// Whether the OS page holding `addr` is mapped (readable or not: a
+/// `PROT_NONE` page counts as mapped). One `mincore` call; used to check a
+/// pointer before its header is read, so that a double free of an unmapped
+/// large block reports instead of faulting. Always `true` under Miri.
+pub fn is_mapped(addr: usize) -> bool {
+    imp::is_mapped(addr & !(OS_PAGE - 1))
+}
+
+/// Milliseconds of a monotonic clock (`CLOCK_MONOTONIC`), for purge delays.
 pub fn monotonic_ms() -> u64 {
-    #[cfg(not(miri))]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid out-parameter.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-        ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-    }
-    #[cfg(miri)]
-    {
-        0
-    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(rc, 0);
+    (ts.tv_sec as u64)
+        .wrapping_mul(1000)
+        .wrapping_add(ts.tv_nsec as u64 / 1_000_000)
 }
 
 #[cfg(not(miri))]
@@ -159,6 +161,14 @@ mod imp {
         NonNull::new(aligned as *mut u8)
     }
 
+    pub fn is_mapped(page: usize) -> bool {
+        let mut vec = 0u8;
+        // SAFETY: mincore only reads the page tables for one page and writes
+        // one byte to `vec`; an unmapped page makes it fail with ENOMEM.
+        let rc = unsafe { libc::mincore(page as *mut libc::c_void, OS_PAGE, &mut vec) };
+        rc == 0
+    }
+
     pub unsafe fn unmap(ptr: NonNull<u8>, size: usize, _align: usize) {
         munmap_raw(ptr.as_ptr() as usize, size);
     }
@@ -198,6 +208,10 @@ mod imp {
         let layout = Layout::from_size_align(size, align).ok()?;
         // SAFETY: the layout has a non-zero size.
         NonNull::new(unsafe { System.alloc_zeroed(layout) })
+    }
+
+    pub fn is_mapped(_page: usize) -> bool {
+        true
     }
 
     pub unsafe fn unmap(ptr: NonNull<u8>, size: usize, align: usize) {
@@ -278,6 +292,26 @@ mod tests {
             assert_eq!(*r.as_ptr(), 5);
             unmap(r, OS_PAGE, OS_PAGE);
         }
+    }
+
+    /// (Miri has no mincore: `is_mapped` is always true there.) Checking a
+    /// page after `unmap` would race with other tests' mappings; the null
+    /// page is never mapped (`vm.mmap_min_addr`).
+    #[test]
+    #[cfg(not(miri))]
+    fn is_mapped_tells_mapped_from_unmapped() {
+        let p = map(2 * OS_PAGE, OS_PAGE).unwrap();
+        let a = p.as_ptr() as usize;
+        assert!(is_mapped(a) && is_mapped(a + OS_PAGE + 5));
+        assert!(!is_mapped(0) && !is_mapped(OS_PAGE - 1));
+        // SAFETY: the mapping made above, unused afterwards.
+        unsafe { unmap(p, 2 * OS_PAGE, OS_PAGE) };
+    }
+
+    #[test]
+    fn monotonic_ms_does_not_go_back() {
+        let a = monotonic_ms();
+        assert!(monotonic_ms() >= a);
     }
 
     #[test]
