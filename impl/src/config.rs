@@ -288,10 +288,11 @@ fn getenv(name: &str) -> Option<&'static [u8]> {
         return None;
     }
     buf[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: `buf` is NUL-terminated. getenv returns null or a pointer to a
-    // NUL-terminated string inside the environment block, which the program
-    // does not free (we read it once, before the program is likely to call
-    // setenv; the bytes are parsed before `get` returns).
+    // getenv returns null or a pointer to a NUL-terminated string inside the
+    // environment block, which the program does not free (we read it once,
+    // before the program is likely to call setenv; the bytes are parsed
+    // before `get` returns).
+    // SAFETY: `buf` is NUL-terminated; see above for the result.
     let p = unsafe { libc::getenv(buf.as_ptr().cast()) };
     if p.is_null() {
         return None;

@@ -1118,11 +1118,12 @@ fn check(ptr: *mut u8) -> Result<*mut Header, Invalid> {
     if !os::is_mapped(h as usize) {
         return Err(Invalid::NotMapped);
     }
+    // Another thread may be writing the header only if the caller's pointer
+    // is not its own live block (a racing double free), hence the volatile
+    // read of the magic and the atomic read of the state.
     // SAFETY: the page is mapped (and, unless it is a PROT_NONE page, which
     // the module docs exclude, readable); `Header` is plain integers and an
-    // atomic, valid for any bits. Another thread may be writing it only if
-    // the caller's pointer is not its own live block (a racing double free),
-    // hence the volatile read of the magic and the atomic read of the state.
+    // atomic, valid for any bits.
     let (magic, state) = unsafe {
         (
             ptr::addr_of!((*h).magic).read_volatile(),
