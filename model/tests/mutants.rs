@@ -4,6 +4,10 @@
 
 mod common;
 
+// The product runs on itself: the test harness allocates through hakmem.
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 use model::{Config, Mutant};
 
 #[test]
