@@ -77,7 +77,7 @@ impl SlotState {
 ///   on claim, abandoned-list push/swap on abandon/reclaim).
 /// - `used` (shared used) is written only by the owner, at flush points;
 ///   `used ≤ capacity`.
-/// - `remote` is the remote-free head word (see `remote.rs`): a block
+/// - `remote` is the remote-free head word (see `page.rs`): a block
 ///   address with the `FULL`/`BUSY` marks in its low bits.
 #[repr(C, align(64))]
 pub struct SlotMeta<B: Backend> {
