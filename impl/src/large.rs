@@ -160,9 +160,13 @@ struct Header {
 }
 const _: () = assert!(core::mem::size_of::<Header>() <= OS_PAGE);
 
+/// The header one OS page below `user`. It is reached through the mapping's
+/// provenance (exposed by `os::map`/`os::remap`), not the caller's pointer,
+/// whose provenance covers only the user's object (Miri checks this; in
+/// machine code both are the same address).
 #[inline]
 fn header_of(user: *mut u8) -> *mut Header {
-    user.wrapping_sub(OS_PAGE).cast()
+    ptr::with_exposed_provenance_mut((user as usize).wrapping_sub(OS_PAGE))
 }
 
 /// Why a pointer cannot be freed (or sized) as a large block.

@@ -48,7 +48,11 @@ pub fn page_size_ok() -> bool {
 pub fn map(size: usize, align: usize) -> Option<NonNull<u8>> {
     debug_assert!(size > 0 && size % OS_PAGE == 0);
     debug_assert!(align.is_power_of_two() && align >= OS_PAGE);
-    imp::map(size, align)
+    let p = imp::map(size, align)?;
+    // Metadata inside a mapping (SuperSlab and large-block headers) is later
+    // reached from user pointers through this provenance (no-op in code).
+    let _ = p.as_ptr().expose_provenance();
+    Some(p)
 }
 
 /// Gives a mapping back to the OS.
@@ -83,7 +87,9 @@ pub unsafe fn decommit(ptr: NonNull<u8>, size: usize) {
 pub unsafe fn remap(ptr: NonNull<u8>, old_size: usize, new_size: usize) -> Option<NonNull<u8>> {
     debug_assert!(old_size % OS_PAGE == 0 && new_size % OS_PAGE == 0 && new_size > 0);
     // SAFETY: forwarded contract.
-    unsafe { imp::remap(ptr, old_size, new_size) }
+    let p = unsafe { imp::remap(ptr, old_size, new_size) }?;
+    let _ = p.as_ptr().expose_provenance();
+    Some(p)
 }
 
 /// Whether the OS page holding `addr` is mapped (readable or not: a
