@@ -92,6 +92,10 @@ enum Cmd {
         /// Skip the second replay on the no-op allocator (the harness cost).
         #[arg(long)]
         no_baseline: bool,
+        /// Replay this many times (each from scratch) and report the sums:
+        /// short traces take milliseconds.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
     },
     /// Run a command under the LD_PRELOAD library's record mode
     /// (`HAKMEM_TRACE`), then validate and summarise the trace(s) written:
@@ -230,7 +234,8 @@ fn main() -> ExitCode {
             alloc,
             json,
             no_baseline,
-        } => cmd_replay(&file, alloc.name(), json, !no_baseline),
+            repeat,
+        } => cmd_replay(&file, alloc.name(), json, !no_baseline, repeat),
         Cmd::Record {
             lib,
             output,
@@ -559,7 +564,10 @@ impl Timing {
 struct ReplayReport {
     file: String,
     alloc: &'static str,
+    /// Events in the trace (each replay runs them all).
     events: u64,
+    /// Replays; the times and rates are over all of them.
+    repeat: u32,
     threads: usize,
     blocks: u64,
     /// Seconds to read and load the trace (untimed in the figures).
@@ -584,23 +592,50 @@ struct ReplayReport {
     above_baseline_ns_per_op: Option<f64>,
 }
 
-/// Replays once on `name`, with a progress bar when stderr is a terminal.
-fn replay_once(trace: &Trace, name: AllocName) -> Result<Outcome, Failure> {
-    let pb = progress_events(trace.events, &format!("replay on {}", name.as_str()));
+/// Replays `repeat` times on `name` (the sums), with a progress bar when
+/// stderr is a terminal.
+fn replay_repeat(trace: &Trace, name: AllocName, repeat: u32) -> Result<Outcome, Failure> {
+    let pb = progress_events(
+        trace.events * u64::from(repeat),
+        &format!("replay on {}", name.as_str()),
+    );
     let inc = |n: u64| {
         if let Some(pb) = &pb {
             pb.inc(n);
         }
     };
     let progress: Option<&(dyn Fn(u64) + Sync)> = if pb.is_some() { Some(&inc) } else { None };
-    let o = replay::run_on(trace, name, progress);
+    let mut sum = Outcome {
+        wall: std::time::Duration::ZERO,
+        events: 0,
+    };
+    let mut result = Ok(());
+    for _ in 0..repeat {
+        match replay::run_on(trace, name, progress) {
+            Ok(o) => {
+                sum.wall += o.wall;
+                sum.events += o.events;
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }
-    Ok(o?)
+    result?;
+    Ok(sum)
 }
 
-fn cmd_replay(path: &Path, alloc: AllocName, json: bool, baseline: bool) -> Result<(), Failure> {
+fn cmd_replay(
+    path: &Path,
+    alloc: AllocName,
+    json: bool,
+    baseline: bool,
+    repeat: u32,
+) -> Result<(), Failure> {
     let started = std::time::Instant::now();
     let (mut r, pb) = open(path, "load")?;
     let name = path.display().to_string();
@@ -611,10 +646,10 @@ fn cmd_replay(path: &Path, alloc: AllocName, json: bool, baseline: bool) -> Resu
     let load_secs = started.elapsed().as_secs_f64();
     let rss_loaded_kib = replay::current_rss_kib();
     let before = replay::usage();
-    let run = replay_once(&trace, alloc)?;
+    let run = replay_repeat(&trace, alloc, repeat)?;
     let after = replay::usage();
     let base = if baseline && alloc != AllocName::Noop {
-        Some(replay_once(&trace, AllocName::Noop)?)
+        Some(replay_repeat(&trace, AllocName::Noop, repeat)?)
     } else {
         None
     };
@@ -625,6 +660,7 @@ fn cmd_replay(path: &Path, alloc: AllocName, json: bool, baseline: bool) -> Resu
         file: name,
         alloc: alloc.as_str(),
         events: trace.events,
+        repeat,
         threads: trace.threads.len(),
         blocks: trace.blocks,
         load_secs,
@@ -635,7 +671,8 @@ fn cmd_replay(path: &Path, alloc: AllocName, json: bool, baseline: bool) -> Resu
         minflt: after.minflt.saturating_sub(before.minflt),
         baseline: base,
         above_baseline_secs: above,
-        above_baseline_ns_per_op: above.map(|a| a * 1e9 / trace.events.max(1) as f64),
+        above_baseline_ns_per_op: above
+            .map(|a| a * 1e9 / (trace.events * u64::from(repeat)).max(1) as f64),
     };
     let mut out = io::stdout().lock();
     if json {
@@ -650,9 +687,14 @@ fn cmd_replay(path: &Path, alloc: AllocName, json: bool, baseline: bool) -> Resu
         )
     };
     let mut text = format!(
-        "{}: {} events, {} threads, {} blocks (loaded in {:.2} s, {} KiB in memory)\n",
+        "{}: {} events{}, {} threads, {} blocks (loaded in {:.2} s, {} KiB in memory)\n",
         report.file,
         report.events,
+        if repeat > 1 {
+            format!(" × {repeat} replays")
+        } else {
+            String::new()
+        },
         report.threads,
         report.blocks,
         report.load_secs,
