@@ -135,6 +135,14 @@ fn run_suite(cli: &Cli, all: &[suite::Row], bin_dir: &Path) -> Result<(), String
         .iter()
         .map(|c| runner::worker_path(bin_dir, c))
         .collect::<Result<_, _>>()?;
+    let hktrace = if rows
+        .iter()
+        .any(|r| matches!(r.workload(cli.quick), Workload::Replay(_)))
+    {
+        Some(runner::hktrace_path(bin_dir)?)
+    } else {
+        None
+    };
     let runs_per_round: usize = rows
         .iter()
         .map(|r| {
@@ -178,8 +186,13 @@ fn run_suite(cli: &Cli, all: &[suite::Row], bin_dir: &Path) -> Result<(), String
                     row.name,
                     col.label()
                 ));
-                let cmd = runner::worker_command(&bins[j], col, &args);
-                match runner::run_worker(cmd, timeout) {
+                let result = match (w, &hktrace) {
+                    (Workload::Replay(p), Some(h)) => {
+                        runner::run_replay(runner::replay_command(h, col, p), timeout)
+                    }
+                    _ => runner::run_worker(runner::worker_command(&bins[j], col, &args), timeout),
+                };
+                match result {
                     Ok(o) => {
                         if *col == Column::Hakmem && o.stand_in.is_some() {
                             stand_in = o.stand_in;

@@ -514,8 +514,9 @@ pub fn markdown(m: &Measurements, t: &Table, cx: &Context) -> String {
     }
     let _ = writeln!(
         w,
-        "- – **Trace replays (`hktrace replay`) on each allocator**: not yet available \
-         (the `traces` package's replayer has not landed); no row is reported for them."
+        "\nTrace replays (`replay_*` rows) run `hktrace replay <corpus trace> --alloc <allocator> \
+         --json --no-baseline --repeat N`; their floor column is `--alloc noop` (the replayer's own \
+         cost), and their peak RSS includes the loaded trace (the same for every allocator)."
     );
     let _ = writeln!(
         w,
@@ -729,7 +730,7 @@ mod tests {
             "0 ok, 1 failed: crashed",
             "the hakmem column is not hakmem",
             "Quick run",
-            "trace replays",
+            "trace replays (`replay_*` rows)",
             "benchmarks.svg",
         ] {
             assert!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::suite::Column;
 use crate::worker::{Sample, STAND_IN_TAG};
+use crate::workloads::ReplayParams;
 
 /// The workspace root, as it was when the driver was built.
 pub fn workspace_root() -> PathBuf {
@@ -36,13 +37,17 @@ pub fn build_workers(bin_dir: &Path) -> Result<(), String> {
     let target_dir = bin_dir
         .parent()
         .ok_or("the driver is not in a cargo target directory")?;
-    eprintln!("building the per-allocator binaries (cargo build --release -p bench --bins)…");
+    eprintln!(
+        "building the per-allocator binaries (cargo build --release -p bench -p traces --bins)…"
+    );
     let status = Command::new(&cargo)
         .args([
             "build",
             "--release",
             "-p",
             "bench",
+            "-p",
+            "traces",
             "--bins",
             "--target-dir",
         ])
@@ -81,6 +86,52 @@ pub fn worker_command(bin: &Path, column: &Column, args: &[String]) -> Command {
     cmd
 }
 
+/// The `hktrace` binary in `bin_dir`, checked to exist.
+pub fn hktrace_path(bin_dir: &Path) -> Result<PathBuf, String> {
+    let p = bin_dir.join("hktrace");
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} not found (build with `cargo build --release -p traces --bins`)",
+            p.display()
+        ))
+    }
+}
+
+/// `hktrace replay <corpus trace> --alloc <column's> --json --no-baseline
+/// --repeat N` (the floor column is `--alloc noop`), with `LD_PRELOAD` as
+/// for a worker.
+pub fn replay_command(hktrace: &Path, column: &Column, p: &ReplayParams) -> Command {
+    let trace = workspace_root().join("traces/corpus").join(p.trace);
+    let mut args: Vec<String> = vec!["replay".into(), trace.display().to_string()];
+    for a in ["--alloc", column.replay_alloc(), "--json", "--no-baseline"] {
+        args.push(a.into());
+    }
+    args.push("--repeat".into());
+    args.push(p.repeat.to_string());
+    worker_command(hktrace, column, &args)
+}
+
+/// A [`Sample`] from `hktrace replay --json`'s output.
+pub fn parse_replay(stdout: &str) -> Result<Sample, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(stdout).map_err(|e| format!("hktrace replay --json: {e}"))?;
+    let int = |k: &str| v[k].as_u64().ok_or(format!("hktrace replay: no {k}"));
+    let s = Sample {
+        ops: int("events")? * int("repeat")?,
+        secs: v["wall_secs"]
+            .as_f64()
+            .ok_or("hktrace replay: no wall_secs")?,
+        maxrss_kib: int("peak_rss_kib")?,
+        minflt: int("minflt")?,
+    };
+    if s.ops == 0 || !(s.secs > 0.0 && s.secs.is_finite()) {
+        return Err(format!("empty replay measurement: {stdout}"));
+    }
+    Ok(s)
+}
+
 /// What one worker run gave.
 #[derive(Clone, Debug)]
 pub struct RunOutput {
@@ -92,7 +143,20 @@ pub struct RunOutput {
 
 /// Runs `cmd` to completion (killing it after `timeout`) and parses its
 /// result line.
-pub fn run_worker(mut cmd: Command, timeout: Duration) -> Result<RunOutput, String> {
+pub fn run_worker(cmd: Command, timeout: Duration) -> Result<RunOutput, String> {
+    run_parsed(cmd, timeout, Sample::parse)
+}
+
+/// Runs `hktrace replay … --json` like a worker and parses its JSON.
+pub fn run_replay(cmd: Command, timeout: Duration) -> Result<RunOutput, String> {
+    run_parsed(cmd, timeout, parse_replay)
+}
+
+fn run_parsed(
+    mut cmd: Command,
+    timeout: Duration,
+    parse: fn(&str) -> Result<Sample, String>,
+) -> Result<RunOutput, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -120,7 +184,7 @@ pub fn run_worker(mut cmd: Command, timeout: Duration) -> Result<RunOutput, Stri
         let last = err.lines().last().unwrap_or("").trim();
         return Err(format!("{} {last}", out.status));
     }
-    let sample = Sample::parse(&stdout)?;
+    let sample = parse(&stdout)?;
     let stand_in = stdout
         .lines()
         .find_map(|l| l.strip_prefix(STAND_IN_TAG))
@@ -142,6 +206,17 @@ mod tests {
         let out = run_worker(cmd, Duration::from_secs(60)).unwrap();
         assert_eq!(out.sample.ops, 10);
         assert_eq!(out.stand_in.as_deref(), Some("glibc"));
+    }
+
+    #[test]
+    fn a_replay_result_is_parsed_from_json() {
+        let s = parse_replay(
+            r#"{"events": 100, "repeat": 3, "wall_secs": 0.5, "peak_rss_kib": 9, "minflt": 4}"#,
+        )
+        .unwrap();
+        assert_eq!((s.ops, s.maxrss_kib, s.minflt), (300, 9, 4));
+        assert!(parse_replay(r#"{"events": 100}"#).is_err());
+        assert!(parse_replay("not json").is_err());
     }
 
     #[test]

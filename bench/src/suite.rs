@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::workloads::{ChurnParams, LarsonParams, MixedParams, SharingParams, Workload};
+use crate::workloads::{
+    ChurnParams, LarsonParams, MixedParams, ReplayParams, SharingParams, Workload,
+};
 
 /// The seed of every row (xorshift32; the warm-up derives its own).
 pub const SEED: u32 = 42;
@@ -116,6 +118,18 @@ fn sharing_row(name: &'static str, scratch: bool) -> Row {
     }
 }
 
+/// A corpus trace replayed by `hktrace replay` (issue 7's "Replays of the
+/// trace corpus"), 20 times per run (5 quick): one replay takes milliseconds.
+fn replay_row(name: &'static str, trace: &'static str) -> Row {
+    let w = |repeat| Workload::Replay(ReplayParams { trace, repeat });
+    Row {
+        name,
+        full: w(20),
+        quick: w(5),
+        cost_target: false,
+    }
+}
+
 /// Every row, in report order.
 pub fn rows() -> Vec<Row> {
     let churn = |rounds| {
@@ -146,6 +160,11 @@ pub fn rows() -> Vec<Row> {
             quick: churn(100),
             cost_target: false,
         },
+        replay_row("replay_random_mixed_ws256", "random_mixed_ws256.hkt.zst"),
+        replay_row("replay_random_mixed_ws8192", "random_mixed_ws8192.hkt.zst"),
+        replay_row("replay_c7_only", "c7_only.hkt.gz"),
+        replay_row("replay_larson_t2", "larson_t2.hkt.zst"),
+        replay_row("replay_larson_t4", "larson_t4.hkt"),
     ]
 }
 
@@ -212,6 +231,18 @@ impl Column {
             Column::Preload { label, .. } => label,
             Column::Hakmem => "hakmem",
             Column::Floor => "floor",
+        }
+    }
+
+    /// The `hktrace replay --alloc` name of this column (a preload column
+    /// replays on `system`, i.e. malloc, which the preloaded library serves).
+    pub fn replay_alloc(&self) -> &'static str {
+        match self {
+            Column::System | Column::Preload { .. } => "system",
+            Column::Mimalloc => "mimalloc",
+            Column::Jemalloc => "jemalloc",
+            Column::Hakmem => "hakmem",
+            Column::Floor => "noop",
         }
     }
 
@@ -294,6 +325,36 @@ mod tests {
             }
             assert_eq!(r.full.name(), r.quick.name());
         }
+    }
+
+    #[test]
+    fn every_corpus_trace_has_a_replay_row() {
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                crate::runner::workspace_root().join("traces/corpus/manifest.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut files: Vec<&str> = manifest["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["file"].as_str().unwrap())
+            .collect();
+        let mut replayed: Vec<&str> = rows()
+            .iter()
+            .filter_map(|r| match r.full {
+                Workload::Replay(p) => Some(p.trace),
+                _ => None,
+            })
+            .collect();
+        files.sort();
+        replayed.sort();
+        assert_eq!(files, replayed);
+        let mut corpus = crate::workloads::CORPUS.to_vec();
+        corpus.sort();
+        assert_eq!(corpus, replayed);
     }
 
     #[test]

@@ -103,7 +103,16 @@ pub fn main(allocator: &str, mode: Mode, stand_in: Option<&str>) {
         println!("{STAND_IN_TAG} {what}");
     }
     let outcome = match mode {
-        Mode::Allocator => workload.run(),
+        Mode::Allocator => match workload.run() {
+            Some(o) => o,
+            None => {
+                eprintln!(
+                    "bench-{allocator}: {} runs through `hktrace replay`",
+                    workload.name()
+                );
+                std::process::exit(2);
+            }
+        },
         Mode::Floor => match workload.run_floor() {
             Some(o) => o,
             None => {

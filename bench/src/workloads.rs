@@ -56,6 +56,27 @@ pub enum Workload {
     CacheScratch(SharingParams),
     /// `churn ROUNDS ENTRIES SEED`.
     Churn(ChurnParams),
+    /// `replay FILE REPEAT`: a corpus trace replayed REPEAT times by
+    /// `hktrace replay` (not by a worker binary; see `runner::replay_command`).
+    Replay(ReplayParams),
+}
+
+/// The corpus traces (`traces/corpus/`) the bench replays, one row each.
+pub const CORPUS: &[&str] = &[
+    "random_mixed_ws256.hkt.zst",
+    "random_mixed_ws8192.hkt.zst",
+    "c7_only.hkt.gz",
+    "larson_t2.hkt.zst",
+    "larson_t4.hkt",
+];
+
+/// Parameters of a trace replay row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayParams {
+    /// The file in `traces/corpus/` (one of [`CORPUS`]).
+    pub trace: &'static str,
+    /// Replays per run (the corpus traces take milliseconds each).
+    pub repeat: u32,
 }
 
 /// Parameters of random_mixed and its variants.
@@ -126,11 +147,15 @@ impl Workload {
             Workload::CacheThrash(_) => "cache_thrash",
             Workload::CacheScratch(_) => "cache_scratch",
             Workload::Churn(_) => "churn",
+            Workload::Replay(_) => "replay",
         }
     }
 
     /// The command line of a worker binary: the name, then the parameters.
     pub fn to_args(&self) -> Vec<String> {
+        if let Workload::Replay(p) = self {
+            return vec!["replay".into(), p.trace.into(), p.repeat.to_string()];
+        }
         let nums: Vec<u64> = match *self {
             Workload::RandomMixed(p) | Workload::RandomMixedIndep(p) => vec![
                 p.cycles,
@@ -156,6 +181,7 @@ impl Workload {
                     .to_vec()
             }
             Workload::Churn(p) => [p.rounds, p.entries, p.seed].map(u64::from).to_vec(),
+            Workload::Replay(_) => Vec::new(),
         };
         std::iter::once(self.name().to_string())
             .chain(nums.iter().map(u64::to_string))
@@ -165,6 +191,21 @@ impl Workload {
     /// Parses [`to_args`](Self::to_args)' form, checking the parameters.
     pub fn parse(args: &[String]) -> Result<Self, String> {
         let (name, rest) = args.split_first().ok_or("no workload given")?;
+        if name == "replay" {
+            let [file, repeat] = rest else {
+                return Err("replay takes FILE REPEAT".into());
+            };
+            let trace = CORPUS
+                .iter()
+                .find(|c| *c == file)
+                .ok_or_else(|| format!("replay: {file:?} is not a corpus trace"))?;
+            let repeat = repeat
+                .parse::<u32>()
+                .ok()
+                .filter(|&r| r > 0)
+                .ok_or_else(|| format!("replay: REPEAT {repeat:?} is not a positive number"))?;
+            return Ok(Workload::Replay(ReplayParams { trace, repeat }));
+        }
         let nums: Vec<u64> = rest
             .iter()
             .map(|a| a.parse::<u64>().map_err(|e| format!("{a:?}: {e}")))
@@ -245,17 +286,18 @@ impl Workload {
     }
 
     /// Whether the workload has a floor run (the no-op heap): the
-    /// random_mixed family only.
+    /// random_mixed family, and the replays (`hktrace replay --alloc noop`).
     pub fn has_floor(&self) -> bool {
         matches!(
             self,
-            Workload::RandomMixed(_) | Workload::RandomMixedIndep(_)
+            Workload::RandomMixed(_) | Workload::RandomMixedIndep(_) | Workload::Replay(_)
         )
     }
 
-    /// Runs the workload on the global allocator.
-    pub fn run(&self) -> Outcome {
-        match *self {
+    /// Runs the workload on the global allocator; `None` for a replay,
+    /// which `hktrace replay` runs, not a worker.
+    pub fn run(&self) -> Option<Outcome> {
+        Some(match *self {
             Workload::RandomMixed(p) => random_mixed(&mut GlobalHeap, p, SizeDraw::FromSlotDraw),
             Workload::RandomMixedIndep(p) => {
                 random_mixed(&mut GlobalHeap, p, SizeDraw::Independent)
@@ -264,7 +306,8 @@ impl Workload {
             Workload::CacheThrash(p) => cache_thrash(p),
             Workload::CacheScratch(p) => cache_scratch(p),
             Workload::Churn(p) => churn(p),
-        }
+            Workload::Replay(_) => return None,
+        })
     }
 
     /// Runs the workload's floor (the same loop on the no-op heap), if it has one.

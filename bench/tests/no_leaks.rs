@@ -75,12 +75,12 @@ fn main() {
     let cases: Vec<Case> = vec![
         (
             "random_mixed",
-            Box::new(move || Workload::RandomMixed(mixed).run().ops),
+            Box::new(move || Workload::RandomMixed(mixed).run().unwrap().ops),
             |ops| ops, // one call per op (plus warm-up and clean-up)
         ),
         (
             "random_mixed_indep",
-            Box::new(move || Workload::RandomMixedIndep(mixed).run().ops),
+            Box::new(move || Workload::RandomMixedIndep(mixed).run().unwrap().ops),
             |ops| ops,
         ),
         (
@@ -101,18 +101,19 @@ fn main() {
                     seed: 1,
                 })
                 .run()
+                .unwrap()
                 .ops
             }),
             |ops| ops,
         ),
         (
             "cache_thrash",
-            Box::new(move || Workload::CacheThrash(sharing).run().ops),
+            Box::new(move || Workload::CacheThrash(sharing).run().unwrap().ops),
             |ops| 2 * ops,
         ),
         (
             "cache_scratch",
-            Box::new(move || Workload::CacheScratch(sharing).run().ops),
+            Box::new(move || Workload::CacheScratch(sharing).run().unwrap().ops),
             |ops| 2 * ops,
         ),
         (
@@ -124,6 +125,7 @@ fn main() {
                     seed: 3,
                 })
                 .run()
+                .unwrap()
                 .ops
             }),
             |ops| 2 * ops, // at least a key and its drop per insertion

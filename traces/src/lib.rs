@@ -12,7 +12,8 @@
 //! - [`file`](mod@file): [`TraceReader`] and [`TraceWriter`] for files of any form;
 //! - [`stats`]: the figures of a trace;
 //! - [`synth`]: deterministic synthetic traces;
-//! - [`record`]: [`RecordingAlloc`], a `GlobalAlloc` wrapper that records.
+//! - [`record`]: [`RecordingAlloc`], a `GlobalAlloc` wrapper that records;
+//! - [`replay`]: replaying with real threads against an allocator.
 //!
 //! Architecture invariant: readers never panic on input and keep no memory
 //! proportional to the trace except the validator's live set (and its set of
@@ -24,6 +25,7 @@ pub mod error;
 pub mod event;
 pub mod file;
 pub mod record;
+pub mod replay;
 pub mod stats;
 pub mod synth;
 pub mod text;

@@ -1,6 +1,10 @@
 //! The `hktrace` command as a user meets it: exit codes, `file:line: reason`
 //! messages, JSON output, conversions, and no panics on bad input.
 
+/// The tests run on hakmem (the product runs on itself).
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -194,15 +198,158 @@ fn synth_is_deterministic() {
 }
 
 #[test]
-fn check_and_replay_say_not_available_yet() {
+fn check_says_not_available_yet() {
     let p = dir().join("any.hkt");
     std::fs::write(&p, "hktrace 1\n").unwrap();
-    for args in [
-        vec!["check", s(&p)],
-        vec!["replay", s(&p), "--alloc", "system"],
-    ] {
-        let o = hktrace(&args);
-        assert_eq!(o.status.code(), Some(1), "{args:?}");
-        assert!(stderr(&o).contains("not available yet"), "{}", stderr(&o));
+    let o = hktrace(&["check", s(&p)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not available yet"), "{}", stderr(&o));
+}
+
+#[test]
+fn replay_reports_every_allocator_with_the_noop_baseline() {
+    let p = dir().join("replay.hkt");
+    // Thread 1 frees and reallocs blocks of thread 0: cross-thread waits.
+    std::fs::write(
+        &p,
+        "hktrace 1\na 0 1 24 16\nz 0 2 10000 4096\na 1 3 0 16\nr 1 1 4 5000 16\nf 1 2\nf 0 3\n",
+    )
+    .unwrap();
+    for alloc in ["hakmem", "system", "mimalloc", "jemalloc", "noop"] {
+        let o = hktrace(&["replay", s(&p), "--alloc", alloc, "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{alloc}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["alloc"], alloc);
+        assert_eq!(v["events"], 6);
+        assert_eq!(v["threads"], 2);
+        assert!(v["peak_rss_kib"].as_u64().unwrap() > 0);
+        assert!(v["ops_per_sec"].as_f64().unwrap() > 0.0);
+        assert_eq!(v["baseline"].is_object(), alloc != "noop", "{v}");
+        let text = hktrace(&["replay", s(&p), "--alloc", alloc]);
+        assert_eq!(text.status.code(), Some(0));
+        let out = String::from_utf8_lossy(&text.stdout);
+        assert!(out.contains("noop"), "{out}");
     }
+}
+
+#[test]
+fn replay_of_bad_input_gives_file_line_reason() {
+    let p = dir().join("replay_bad.hkt");
+    std::fs::write(&p, "hktrace 1\na 0 1 16 16\nf 0 9\n").unwrap();
+    let o = hktrace(&["replay", s(&p), "--alloc", "hakmem"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "{}:3: free of id 9, which is not live (never allocated)\n",
+            s(&p)
+        )
+    );
+    let huge = dir().join("replay_huge.hkt");
+    std::fs::write(&huge, format!("hktrace 1\na 0 1 {} 16\n", u64::MAX)).unwrap();
+    let o = hktrace(&["replay", s(&huge), "--alloc", "system"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).starts_with(&format!("{}:2: size", s(&huge))),
+        "{}",
+        stderr(&o)
+    );
+    let o = hktrace(&["replay", s(&p), "--alloc", "tcmalloc"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "unknown allocator is a usage error"
+    );
+}
+
+#[test]
+fn record_without_the_library_says_where_it_looked() {
+    let out = dir().join("rec.hkt");
+    let o = hktrace(&[
+        "record",
+        "--lib",
+        "/nonexistent/libhakmem.so",
+        "-o",
+        s(&out),
+        "--",
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/nonexistent/libhakmem.so: the preload library is missing"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn record_runs_the_command_under_the_contract_and_summarises_every_file() {
+    // A stand-in for the preload library (an empty file: the dynamic
+    // loader reports it and goes on) and a command that writes what the
+    // library would: the root's trace at $HAKMEM_TRACE, a child's at
+    // $HAKMEM_TRACE.<pid>.
+    let d = dir().join("record");
+    std::fs::create_dir_all(&d).unwrap();
+    let lib = d.join("libfake.so");
+    std::fs::write(&lib, b"").unwrap();
+    let out = d.join("run.hkt");
+    std::fs::write(d.join("run.hkt.99"), "stale").unwrap();
+    let script = r#"test -z "$HAKMEM_TRACE_PID" || exit 9
+case "$LD_PRELOAD" in */libfake.so*) ;; *) exit 8;; esac
+printf 'hktrace 1\na 0 1 8 16\na 1 2 8 16\nf 1 1\n' > "$HAKMEM_TRACE"
+printf 'hktrace 1\nz 0 1 64 16\n' > "$HAKMEM_TRACE.4242""#;
+    let o = Command::new(env!("CARGO_BIN_EXE_hktrace"))
+        .args(["record", "--json", "--lib", s(&lib), "-o", s(&out), "--"])
+        .args(["sh", "-c", script])
+        .env("HAKMEM_TRACE_PID", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let files: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [s(&out).to_string(), format!("{}.4242", s(&out))],
+        "the stale .99 file is removed first"
+    );
+    assert_eq!(v[0]["events"], 3);
+    assert_eq!(v[0]["threads"], 2);
+    assert_eq!(v[1]["events"], 1);
+
+    // A command that fails: the trace is still summarised, the exit is 1.
+    let o = Command::new(env!("CARGO_BIN_EXE_hktrace"))
+        .args(["record", "--lib", s(&lib), "-o", s(&out), "--"])
+        .args([
+            "sh",
+            "-c",
+            "printf 'hktrace 1\\n' > \"$HAKMEM_TRACE\"; exit 3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("run.hkt"));
+    assert!(stderr(&o).contains("exit status: 3"), "{}", stderr(&o));
+
+    // A bad trace is reported as file:line: reason.
+    let o = Command::new(env!("CARGO_BIN_EXE_hktrace"))
+        .args(["record", "--lib", s(&lib), "-o", s(&out), "--"])
+        .args([
+            "sh",
+            "-c",
+            "printf 'hktrace 1\\nf 0 1\\n' > \"$HAKMEM_TRACE\"",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(&format!("{}:2: free of id 1", s(&out))),
+        "{}",
+        stderr(&o)
+    );
 }

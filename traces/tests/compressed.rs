@@ -1,6 +1,10 @@
 //! Compressed traces: gzip and zstd are detected from the bytes, not from
 //! the name, and the writer compresses by extension.
 
+/// The tests run on hakmem (the product runs on itself).
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 mod common;
 
 use common::{read_all, write_all};

@@ -1,7 +1,11 @@
 //! The corpus (`traces/corpus/`): every trace has a manifest entry whose
 //! figures `hktrace stats` reproduces, converts text → binary → text byte for
-//! byte, and — for synthetic ones — is regenerated identically by its
-//! command.
+//! byte, is replayed to the end on every built-in allocator, and — for
+//! synthetic ones — is regenerated identically by its command.
+
+/// The tests run on hakmem (the product runs on itself).
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
 
 mod common;
 
@@ -9,6 +13,7 @@ use common::text_via_binary;
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use traces::replay::{self, AllocName};
 use traces::{stats, TraceReader};
 
 fn corpus() -> PathBuf {
@@ -100,5 +105,24 @@ fn synthetic_corpus_regenerates_identically() {
             decompressed(&out.join(file)) == decompressed(&corpus().join(file)),
             "{file}: `{cmd}` no longer produces it"
         );
+    }
+}
+
+/// `hktrace replay` on every allocator (issue 5's acceptance): every corpus
+/// trace runs to the end with its manifest's event and thread counts.
+#[test]
+fn corpus_replays_on_every_allocator() {
+    for e in manifest() {
+        let file = e["file"].as_str().unwrap();
+        let mut r = TraceReader::open(&corpus().join(file)).unwrap();
+        let t = replay::load(&mut r, file, |_| {}).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(e["events"], t.events, "{file}: events loaded");
+        assert_eq!(e["threads"], t.threads.len() as u64, "{file}: threads");
+        for alloc in AllocName::ALL {
+            let o = replay::run_on(&t, alloc, None)
+                .unwrap_or_else(|err| panic!("{file} on {}: {err}", alloc.as_str()));
+            assert_eq!(e["events"], o.events, "{file} on {}", alloc.as_str());
+            assert!(o.wall.as_nanos() > 0, "{file} on {}", alloc.as_str());
+        }
     }
 }

@@ -2,6 +2,10 @@
 //! decisions of `docs/traces.md`): each asserts the line number and the
 //! reason, and the `path:LINE: reason` rendering.
 
+/// The tests run on hakmem (the product runs on itself).
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 mod common;
 
 use common::{first_error, read_all, write_all};

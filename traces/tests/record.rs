@@ -3,7 +3,8 @@
 //! what the program did. This file holds a single test so that no other
 //! test thread allocates while recording.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use hakmem::Hakmem;
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::mpsc;
 use std::thread;
 use traces::record::RecordingAlloc;
@@ -11,7 +12,8 @@ use traces::stats;
 use traces::{Event, Record, TraceReader};
 
 #[global_allocator]
-static ALLOC: RecordingAlloc<System> = RecordingAlloc::new(System);
+// The recorder wraps hakmem: the product runs on itself here too.
+static ALLOC: RecordingAlloc<Hakmem> = RecordingAlloc::new(Hakmem);
 
 const WORKERS: usize = 3;
 
@@ -176,7 +178,7 @@ fn records_a_multithreaded_program_into_a_valid_trace() {
     assert!(s2.threads >= 2, "{s2:?}");
 
     // Direct calls on the wrapper (not as global) are forwarded too.
-    let local = RecordingAlloc::new(System);
+    let local = RecordingAlloc::new(Hakmem);
     let layout = Layout::from_size_align(64, 8).unwrap();
     // SAFETY: non-zero layout, freed with the same layout.
     unsafe {

@@ -2,6 +2,10 @@
 //! generated traces and on random valid traces (proptest), and readers
 //! never panic on arbitrary bytes.
 
+/// The tests run on hakmem (the product runs on itself).
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 mod common;
 
 use common::{build, read_all, text_via_binary, write_all, Step};

@@ -1,5 +1,5 @@
-//! `hktrace`: validate, measure, convert and generate hktrace allocation
-//! traces. See `docs/traces.md`.
+//! `hktrace`: validate, measure, convert, generate, replay and record
+//! hktrace allocation traces. See `docs/traces.md`.
 //!
 //! Exit status: 0 on success, 1 on bad input or any other failure (the
 //! message `file:line: reason` on stderr), 2 on a usage error.
@@ -7,15 +7,22 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use traces::compress::Compression;
 use traces::file::{copy, CopyError, Format, TraceReader, TraceWriter};
+use traces::replay::{self, AllocName, Outcome, Trace};
 use traces::stats::{self, Stats};
 use traces::synth::{Larson, LarsonGen, RandomMixed, RandomMixedGen};
 use traces::Record;
+
+/// The command runs on hakmem itself (its job is not to compare allocators:
+/// `replay` calls the compared allocators directly, whatever this is).
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
 
 #[derive(Parser)]
 #[command(
@@ -70,14 +77,65 @@ enum Cmd {
         /// The trace.
         file: PathBuf,
     },
-    /// (not available yet) Replay with real threads against an allocator.
+    /// Replay with real OS threads (one per trace thread) against a built-in
+    /// allocator; reports ops/s, wall time, peak RSS and the harness's own
+    /// cost (the same trace on the no-op allocator).
     Replay {
-        /// The trace.
+        /// The trace (any form; `-` for stdin). Loaded into memory first.
         file: PathBuf,
-        /// hakmem, system, mimalloc or jemalloc.
+        /// The allocator to replay on.
+        #[arg(long, value_enum)]
+        alloc: AllocArg,
+        /// Print JSON instead of text.
         #[arg(long)]
-        alloc: String,
+        json: bool,
+        /// Skip the second replay on the no-op allocator (the harness cost).
+        #[arg(long)]
+        no_baseline: bool,
+        /// Replay this many times (each from scratch) and report the sums:
+        /// short traces take milliseconds.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
     },
+    /// Run a command under the LD_PRELOAD library's record mode
+    /// (`HAKMEM_TRACE`), then validate and summarise the trace(s) written:
+    /// OUT for the command, OUT.<pid> for processes it starts.
+    Record {
+        /// The preload library [default: libhakmem.so beside this binary].
+        #[arg(long)]
+        lib: Option<PathBuf>,
+        /// The trace to write (hktrace text).
+        #[arg(short, long, default_value = "trace.hkt")]
+        output: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        cmd: Vec<OsString>,
+    },
+}
+
+/// `--alloc` of `replay`.
+#[derive(Clone, Copy, ValueEnum)]
+enum AllocArg {
+    Hakmem,
+    System,
+    Mimalloc,
+    Jemalloc,
+    Noop,
+}
+
+impl AllocArg {
+    fn name(self) -> AllocName {
+        match self {
+            AllocArg::Hakmem => AllocName::Hakmem,
+            AllocArg::System => AllocName::System,
+            AllocArg::Mimalloc => AllocName::Mimalloc,
+            AllocArg::Jemalloc => AllocName::Jemalloc,
+            AllocArg::Noop => AllocName::Noop,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -171,10 +229,19 @@ fn main() -> ExitCode {
             "hktrace check: not available yet: it needs the hakmem instance and model APIs, which have not landed"
                 .into(),
         )),
-        Cmd::Replay { .. } => Err(Failure(
-            "hktrace replay: not available yet: it needs the allocator back-ends, which have not landed"
-                .into(),
-        )),
+        Cmd::Replay {
+            file,
+            alloc,
+            json,
+            no_baseline,
+            repeat,
+        } => cmd_replay(&file, alloc.name(), json, !no_baseline, repeat),
+        Cmd::Record {
+            lib,
+            output,
+            json,
+            cmd,
+        } => cmd_record(lib, &output, json, &cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -459,4 +526,326 @@ fn cmd_synth(kind: SynthCmd) -> Result<(), Failure> {
         "{}: {n} records",
         output.display()
     ))
+}
+
+/// A progress bar over events, on stderr only when it is a terminal.
+fn progress_events(len: u64, what: &str) -> Option<ProgressBar> {
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr()).with_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    Some(pb.with_message(what.to_owned()))
+}
+
+/// One timed replay.
+#[derive(Serialize, Clone, Copy)]
+struct Timing {
+    wall_secs: f64,
+    ops_per_sec: f64,
+    ns_per_op: f64,
+}
+
+impl Timing {
+    fn new(o: &Outcome) -> Timing {
+        let secs = o.wall.as_secs_f64().max(1e-9);
+        Timing {
+            wall_secs: secs,
+            ops_per_sec: o.events as f64 / secs,
+            ns_per_op: secs * 1e9 / o.events.max(1) as f64,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ReplayReport {
+    file: String,
+    alloc: &'static str,
+    /// Events in the trace (each replay runs them all).
+    events: u64,
+    /// Replays; the times and rates are over all of them.
+    repeat: u32,
+    threads: usize,
+    blocks: u64,
+    /// Seconds to read and load the trace (untimed in the figures).
+    load_secs: f64,
+    /// Bytes of the loaded form (op lists and slot table).
+    trace_memory_bytes: u64,
+    /// Resident set after loading, before replaying (KiB).
+    rss_loaded_kib: u64,
+    /// The replay on `alloc`.
+    #[serde(flatten)]
+    run: Timing,
+    /// Peak resident set of the process after the replay on `alloc`
+    /// (getrusage; includes the loaded trace, see `rss_loaded_kib`).
+    peak_rss_kib: u64,
+    /// Minor page faults during the replay on `alloc`.
+    minflt: u64,
+    /// The same trace on the no-op allocator (`noop`): the harness's own cost.
+    baseline: Option<Timing>,
+    /// `wall_secs − baseline.wall_secs`: the allocator's own time.
+    above_baseline_secs: Option<f64>,
+    /// The same per event.
+    above_baseline_ns_per_op: Option<f64>,
+}
+
+/// Replays `repeat` times on `name` (the sums), with a progress bar when
+/// stderr is a terminal.
+fn replay_repeat(trace: &Trace, name: AllocName, repeat: u32) -> Result<Outcome, Failure> {
+    let pb = progress_events(
+        trace.events * u64::from(repeat),
+        &format!("replay on {}", name.as_str()),
+    );
+    let inc = |n: u64| {
+        if let Some(pb) = &pb {
+            pb.inc(n);
+        }
+    };
+    let progress: Option<&(dyn Fn(u64) + Sync)> = if pb.is_some() { Some(&inc) } else { None };
+    let mut sum = Outcome {
+        wall: std::time::Duration::ZERO,
+        events: 0,
+    };
+    let mut result = Ok(());
+    for _ in 0..repeat {
+        match replay::run_on(trace, name, progress) {
+            Ok(o) => {
+                sum.wall += o.wall;
+                sum.events += o.events;
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    result?;
+    Ok(sum)
+}
+
+fn cmd_replay(
+    path: &Path,
+    alloc: AllocName,
+    json: bool,
+    baseline: bool,
+    repeat: u32,
+) -> Result<(), Failure> {
+    let started = std::time::Instant::now();
+    let (mut r, pb) = open(path, "load")?;
+    let name = path.display().to_string();
+    let trace = replay::load(&mut r, &name, |_| {});
+    pb.finish_and_clear();
+    drop(r);
+    let trace = trace?;
+    let load_secs = started.elapsed().as_secs_f64();
+    let rss_loaded_kib = replay::current_rss_kib();
+    let before = replay::usage();
+    let run = replay_repeat(&trace, alloc, repeat)?;
+    let after = replay::usage();
+    let base = if baseline && alloc != AllocName::Noop {
+        Some(replay_repeat(&trace, AllocName::Noop, repeat)?)
+    } else {
+        None
+    };
+    let run = Timing::new(&run);
+    let base = base.map(|b| Timing::new(&b));
+    let above = base.map(|b| run.wall_secs - b.wall_secs);
+    let report = ReplayReport {
+        file: name,
+        alloc: alloc.as_str(),
+        events: trace.events,
+        repeat,
+        threads: trace.threads.len(),
+        blocks: trace.blocks,
+        load_secs,
+        trace_memory_bytes: trace.memory_bytes(),
+        rss_loaded_kib,
+        run,
+        peak_rss_kib: after.peak_rss_kib,
+        minflt: after.minflt.saturating_sub(before.minflt),
+        baseline: base,
+        above_baseline_secs: above,
+        above_baseline_ns_per_op: above
+            .map(|a| a * 1e9 / (trace.events * u64::from(repeat)).max(1) as f64),
+    };
+    let mut out = io::stdout().lock();
+    if json {
+        return out_ok(writeln!(out, "{}", serde_json::to_string_pretty(&report)?));
+    }
+    let line = |t: &Timing| {
+        format!(
+            "{:>9.6} s  {:>8.3} M events/s  {:>8.1} ns/event",
+            t.wall_secs,
+            t.ops_per_sec / 1e6,
+            t.ns_per_op
+        )
+    };
+    let mut text = format!(
+        "{}: {} events{}, {} threads, {} blocks (loaded in {:.2} s, {} KiB in memory)\n",
+        report.file,
+        report.events,
+        if repeat > 1 {
+            format!(" × {repeat} replays")
+        } else {
+            String::new()
+        },
+        report.threads,
+        report.blocks,
+        report.load_secs,
+        report.trace_memory_bytes / 1024
+    );
+    text += &format!(
+        "  {:<16} {}  peak RSS {} KiB ({} KiB after loading), {} minor faults\n",
+        report.alloc,
+        line(&report.run),
+        report.peak_rss_kib,
+        report.rss_loaded_kib,
+        report.minflt
+    );
+    match (&report.baseline, report.above_baseline_secs) {
+        (Some(b), Some(a)) => {
+            text += &format!("  {:<16} {}  (the replayer's own cost)\n", "noop", line(b));
+            text += &format!(
+                "  {:<16} {:>9.6} s  {:>35.1} ns/event  (the allocator's own cost)\n",
+                format!("{} − noop", report.alloc),
+                a,
+                report.above_baseline_ns_per_op.unwrap_or(0.0)
+            );
+        }
+        _ if alloc == AllocName::Noop => {
+            text += "  (noop is the replayer's own cost: subtract it from an allocator's time)\n";
+        }
+        _ => {}
+    }
+    out_ok(write!(out, "{text}"))
+}
+
+/// The trace files a recording to `out` produced: `out` itself, then
+/// `out.<pid>` in pid order.
+fn recorded_files(out: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    if out.is_file() {
+        found.push((0, out.to_path_buf()));
+    }
+    let (Some(dir), Some(stem)) = (out.parent(), out.file_name().and_then(|n| n.to_str())) else {
+        return found.into_iter().map(|(_, p)| p).collect();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(stem)?.strip_prefix('.'))
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|p| p.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            found.push((pid.max(1), e.path()));
+        }
+    }
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+fn cmd_record(
+    lib: Option<PathBuf>,
+    output: &Path,
+    json: bool,
+    cmd: &[OsString],
+) -> Result<(), Failure> {
+    let lib = match lib {
+        Some(l) => l,
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("libhakmem.so"))
+            .ok_or_else(|| Failure("cannot locate this binary's directory".into()))?,
+    };
+    if !lib.is_file() {
+        return Err(Failure(format!(
+            "{}: the preload library is missing: build it with `cargo build --release -p hakmem-capi`, or pass --lib PATH",
+            lib.display()
+        )));
+    }
+    // Absolute paths: the command may change directory, and LD_PRELOAD
+    // searches names without a slash.
+    let lib = lib.canonicalize()?;
+    let output = if output.is_absolute() {
+        output.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(output)
+    };
+    // A new recording replaces the files of an earlier one.
+    for stale in recorded_files(&output) {
+        fs::remove_file(&stale).map_err(|e| Failure(format!("{}: {e}", stale.display())))?;
+    }
+    let (prog, args) = cmd
+        .split_first()
+        .ok_or_else(|| Failure("record: no command given".into()))?;
+    let mut preload = lib.into_os_string();
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+        preload.push(":");
+        preload.push(old);
+    }
+    let status = std::process::Command::new(prog)
+        .args(args)
+        .env("LD_PRELOAD", &preload)
+        .env("HAKMEM_TRACE", &output)
+        .env_remove("HAKMEM_TRACE_PID")
+        .status()
+        .map_err(|e| Failure(format!("{}: {e}", Path::new(prog).display())))?;
+    let files = recorded_files(&output);
+    if files.is_empty() {
+        return Err(Failure(format!(
+            "{}: no trace was written (is the program dynamically linked? setuid and static programs ignore LD_PRELOAD); the command {status}",
+            output.display()
+        )));
+    }
+    let mut reports = Vec::new();
+    let mut first_error: Option<Failure> = None;
+    let mut out = io::stdout().lock();
+    for f in &files {
+        let (mut r, pb) = open(f, "stats")?;
+        let s = stats::collect(&mut r, |_| {});
+        pb.finish_and_clear();
+        match s {
+            Ok(s) if json => reports.push(serde_json::to_value(StatsReport {
+                file: f.display().to_string(),
+                format: "text",
+                stats: &s,
+            })?),
+            Ok(s) => out_ok(write!(out, "{}\n{s}\n", f.display()))?,
+            Err(e) => {
+                let _ = writeln!(io::stderr().lock(), "{e}");
+                first_error.get_or_insert(Failure(format!(
+                    "{}: the recorded trace is invalid",
+                    f.display()
+                )));
+            }
+        }
+    }
+    if json {
+        out_ok(writeln!(out, "{}", serde_json::to_string_pretty(&reports)?))?;
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if !status.success() {
+        return Err(Failure(format!(
+            "{}: {status} (the trace above is what it did)",
+            Path::new(prog).display()
+        )));
+    }
+    Ok(())
 }
