@@ -123,6 +123,12 @@ fn init_slow() -> Option<&'static Instance<StdBackend>> {
                 // SAFETY: we won UNINIT → BUSY: no one else reads or writes.
                 unsafe { (*GLOBAL.inst.get()).write(inst) };
                 GLOBAL.state.store(READY, Ordering::Release);
+                // Registered once the instance is READY: both calls may
+                // allocate (glibc grows its handler lists with malloc).
+                // SAFETY: plain `extern "C"` functions that never unwind.
+                unsafe {
+                    libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child))
+                };
                 if c.stats {
                     // SAFETY: registering a plain `extern "C"` function.
                     unsafe { libc::atexit(print_stats_at_exit) };
@@ -146,6 +152,13 @@ pub(crate) fn alloc_on_fresh_heap(class: usize) -> *mut u8 {
     let Some(inst) = instance() else {
         return null_mut();
     };
+    let cur = tls::heap();
+    if cur != EMPTY_HEAP.get() {
+        // The instance's initialisation allocated (its `pthread_atfork`)
+        // and so created this thread's heap already.
+        // SAFETY: the calling thread's heap.
+        return unsafe { heap::alloc(cur, class) };
+    }
     let Some(h) = inst.new_heap_raw() else {
         return null_mut();
     };
@@ -168,6 +181,42 @@ pub(crate) fn exit_thread_heap(h: *mut Heap<StdBackend>) {
     }
 }
 
+/// `pthread_atfork` prepare handler: takes every lock of the allocator
+/// (pool, fallback, large cache), so that no other thread is inside a
+/// critical section when the address space is copied.
+extern "C" fn fork_prepare() {
+    if let Some(inst) = ready_instance() {
+        inst.fork_prepare();
+    }
+    large::before_fork();
+}
+
+/// `pthread_atfork` parent handler: releases the locks.
+extern "C" fn fork_parent() {
+    large::after_fork_parent();
+    if let Some(inst) = ready_instance() {
+        inst.fork_parent();
+    }
+}
+
+/// `pthread_atfork` child handler: resets the locks (and the lock-free
+/// readers count) for the child's single thread. Heaps of the parent's
+/// other threads stay as they are: their pages are never reclaimed in the
+/// child, frees to them are remote frees.
+extern "C" fn fork_child() {
+    large::after_fork_child();
+    if let Some(inst) = ready_instance() {
+        inst.fork_child();
+    }
+}
+
+/// The instance if it is initialised (never initialises it).
+fn ready_instance() -> Option<&'static Instance<StdBackend>> {
+    (GLOBAL.state.load(Ordering::Acquire) == READY)
+        .then(instance)
+        .flatten()
+}
+
 extern "C" fn print_stats_at_exit() {
     // Count this thread's pages too (the fast paths count per page).
     let h = tls::heap();
@@ -184,10 +233,7 @@ extern "C" fn print_stats_at_exit() {
 
 /// Process-wide statistics of the global allocator.
 pub fn stats() -> Stats {
-    let Some(inst) = (GLOBAL.state.load(Ordering::Acquire) == READY)
-        .then(instance)
-        .flatten()
-    else {
+    let Some(inst) = ready_instance() else {
         return Stats::default();
     };
     let mut s = inst.stats();
@@ -197,9 +243,11 @@ pub fn stats() -> Stats {
     s
 }
 
+/// Any request: a small class if one fits `size` at `align`, else `large`;
+/// null when out of memory (or `align` is not a power of two). Never panics.
 #[cold]
 #[inline(never)]
-fn alloc_general(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+pub(crate) fn alloc_general(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     match class_for(size, align) {
         Some(c) => {
             // SAFETY: the calling thread's heap.

@@ -654,7 +654,7 @@ unsafe fn free_not_small(ptr: *mut u8) {
         // SAFETY: forwarded contract (large validates its own header).
         chunkmap::ChunkKind::Large => unsafe { crate::large::free(ptr, "free") },
         _ => crate::fatal!(
-            "free(): invalid pointer {:p} (not allocated by hakmem)",
+            "free(): invalid pointer {:p} (not allocated by hakmem, or already freed)",
             ptr
         ),
     }

@@ -1042,6 +1042,30 @@ impl<B: Backend> Instance<B> {
         }
     }
 
+    /// `fork` prepare: takes the pool lock, then the stage-1 fallback lock
+    /// (the order every path nests them in), so that the child inherits
+    /// consistent pool and fallback state. Release with
+    /// [`Instance::fork_parent`] or [`Instance::fork_child`].
+    pub fn fork_prepare(&self) {
+        self.pool_lock.lock_raw();
+        self.stage1.fallback_lock().lock_raw();
+    }
+
+    /// `fork` in the parent: releases what [`Instance::fork_prepare`] took.
+    pub fn fork_parent(&self) {
+        self.stage1.fallback_lock().force_unlock();
+        self.pool_lock.force_unlock();
+    }
+
+    /// `fork` in the child: releases the locks and resets `readers`. The
+    /// child's one thread called `fork`, so it is in no lock-free section;
+    /// sections of threads that do not exist in the child will never end,
+    /// and a release would wait for them forever.
+    pub fn fork_child(&self) {
+        self.readers.store(0, Ordering::SeqCst);
+        self.fork_parent();
+    }
+
     /// The bases of `registry[class]`, in order.
     pub(crate) fn registry(&self, class: usize, out: &mut Vec<usize>) {
         let mut ss = self.reg_head[class].load(Ordering::Acquire);

@@ -5,7 +5,8 @@
 //! Layers, bottom up: constants ([`size_class`]) → [`os`] → [`chunkmap`] →
 //! [`superslab`] → [`page`] → [`stage1`] / [`instance`] (pool, arena,
 //! stages) → [`heap`] (fast paths, remote frees, abandon) → `tls` glue →
-//! [`Hakmem`] (`GlobalAlloc`). All protocol code is generic over
+//! [`Hakmem`] (`GlobalAlloc`) and [`libc_api`] (the C API's semantics, for
+//! the `hakmem-capi` shim). All protocol code is generic over
 //! [`sync::Backend`]; production uses [`sync::StdBackend`].
 
 pub mod chunkmap;
@@ -15,6 +16,7 @@ mod global;
 pub mod heap;
 pub mod instance;
 pub mod large;
+pub mod libc_api;
 pub mod observe;
 pub mod os;
 pub mod page;

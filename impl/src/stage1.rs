@@ -108,6 +108,11 @@ fn unpack(w: u64) -> (u64, u32) {
 }
 
 impl<B: Backend> Stage1<B> {
+    /// The lock of the fallback lists (held across `fork`).
+    pub(crate) fn fallback_lock(&self) -> &SpinLock<B> {
+        &self.fallback_lock
+    }
+
     /// A pool of `n_nodes` nodes (one OS mapping); `None` if it cannot be
     /// mapped.
     pub fn new(n_nodes: usize) -> Option<Self> {

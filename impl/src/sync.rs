@@ -385,6 +385,18 @@ impl<B: Backend> SpinLock<B> {
             .map(|_| SpinGuard { lock: self })
     }
 
+    /// Takes the lock without a guard (a `fork` prepare handler holds it
+    /// across the `fork` call); release it with [`SpinLock::force_unlock`].
+    pub fn lock_raw(&self) {
+        core::mem::forget(self.lock());
+    }
+
+    /// Releases the lock whoever holds it: after [`SpinLock::lock_raw`], or
+    /// in a `fork` child, whose only thread is not in a critical section.
+    pub fn force_unlock(&self) {
+        self.locked.store(0, Ordering::Release);
+    }
+
     /// Whether the lock is held (for assertions).
     pub fn is_locked(&self) -> bool {
         self.locked.load(Ordering::Relaxed) != 0

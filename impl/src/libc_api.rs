@@ -1,0 +1,310 @@
+//! The C allocation API with C semantics, for the `hakmem-capi` shim
+//! (`capi/`), which only exports these functions under their C names.
+//!
+//! What C asks beyond [`crate::Hakmem`]'s `GlobalAlloc`:
+//! - no `Layout`: `free`, `realloc` and `malloc_usable_size` find a block's
+//!   class (small) or header (large) from its address, as `heap::free`
+//!   already does;
+//! - failure = null with `errno = ENOMEM` (`posix_memalign` returns the
+//!   code instead and leaves `errno` alone); `EINVAL` for a bad alignment;
+//!   overflow checks in `calloc` and `reallocarray`;
+//! - glibc's conventions: `malloc(0)` is a unique (16-byte) block,
+//!   `free(NULL)` does nothing, `realloc(p, 0)` frees `p` and returns null,
+//!   `realloc(NULL, n)` is `malloc(n)`, `memalign` rounds a non-power-of-two
+//!   alignment up, `aligned_alloc` rejects one (glibc ≥ 2.38);
+//! - every block is at least 16-byte aligned (classes are multiples of 16,
+//!   block areas 8 KiB-aligned; large blocks are page-aligned).
+//!
+//! Invalid pointers (not hakmem's, misaligned, freed twice where it can
+//! tell) abort with one line on stderr naming the C function, the pointer
+//! and the problem (`diag::fatal`).
+//!
+//! Nothing here panics: every size computation is checked, and the only
+//! aborts are the deliberate `fatal!` reports. Record mode (`HAKMEM_TRACE`)
+//! is [`record`]; when it is off, the cost is one relaxed load and branch
+//! per call.
+
+pub mod record;
+
+use crate::global::alloc_general;
+use crate::size_class::{block_size, class_of, SMALL_MAX};
+use crate::superslab::{slot_of, SlotState};
+use crate::sync::StdBackend;
+use crate::{chunkmap, heap, large, tls};
+use core::ptr::{self, null_mut};
+
+/// The minimum alignment of every block (glibc's x86-64 guarantee).
+pub const MIN_ALIGN: usize = 16;
+/// The page size `valloc`/`pvalloc` align to (hakmem assumes 4 KiB pages).
+pub const PAGE: usize = 4096;
+
+fn set_errno(e: i32) {
+    // SAFETY: `__errno_location` returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Null with `errno = ENOMEM` when `p` is null; `p` otherwise.
+#[inline]
+fn enomem_if_null(p: *mut u8) -> *mut u8 {
+    if p.is_null() {
+        set_errno(libc::ENOMEM);
+    }
+    p
+}
+
+// ---------------------------------------------------------------- plain --
+// The requests themselves, without record mode.
+
+#[inline(always)]
+fn malloc_plain(size: usize) -> *mut u8 {
+    if size <= SMALL_MAX {
+        // SAFETY: the calling thread's heap.
+        let p = unsafe { heap::alloc(tls::heap(), class_of(size)) };
+        if !p.is_null() {
+            return p;
+        }
+    }
+    enomem_if_null(alloc_general(size, MIN_ALIGN, false))
+}
+
+/// `align`: a power of two.
+fn aligned_plain(size: usize, align: usize, zeroed: bool) -> *mut u8 {
+    alloc_general(size, align.max(MIN_ALIGN), zeroed)
+}
+
+/// Where a live block is and how many bytes it has: `Some(class)` for a
+/// small block, `None` for a large one; aborts naming `func` for anything
+/// else.
+fn block_info(ptr: *mut u8, func: &str) -> (usize, Option<usize>) {
+    if chunkmap::entry(ptr as usize) == chunkmap::SUPERSLAB {
+        // SAFETY: the chunk is a live SuperSlab: its header is mapped.
+        let m = unsafe { &*slot_of::<StdBackend>(ptr) };
+        let class = match m.state() {
+            SlotState::Active(c) => c as usize,
+            SlotState::Empty(_) | SlotState::Purging(_) => {
+                crate::fatal!("{func}(): invalid pointer {ptr:p} (double free: its page is empty)")
+            }
+            SlotState::Unused => {
+                crate::fatal!("{func}(): invalid pointer {ptr:p} (not allocated by hakmem)")
+            }
+        };
+        let size = block_size(class);
+        let area = m.area() as usize;
+        let addr = ptr as usize;
+        if addr < area || (addr - area) % size != 0 {
+            crate::fatal!(
+                "{func}(): invalid pointer {ptr:p} (not the start of a {size}-byte block)"
+            );
+        }
+        return (size, Some(class));
+    }
+    if chunkmap::kind(ptr as usize) != chunkmap::ChunkKind::Large {
+        crate::fatal!(
+            "{func}(): invalid pointer {ptr:p} (not allocated by hakmem, or already freed)"
+        );
+    }
+    match large::check_ptr(ptr) {
+        // SAFETY: a live large block.
+        Ok(()) => (unsafe { large::usable_size(ptr) }, None),
+        Err(e) => crate::fatal!("{func}(): invalid pointer {ptr:p} ({e})"),
+    }
+}
+
+/// # Safety
+/// `ptr` is null or a live block (invalid ones are reported).
+unsafe fn free_plain(ptr: *mut u8) {
+    // SAFETY: forwarded; `heap::free` ignores null and validates the rest.
+    unsafe { heap::free(tls::heap(), ptr) }
+}
+
+/// `realloc` for a non-null `ptr` and `size > 0`.
+///
+/// # Safety
+/// `ptr` is a live block (invalid ones are reported).
+unsafe fn realloc_plain(ptr: *mut u8, size: usize) -> *mut u8 {
+    let (usable, class) = block_info(ptr, "realloc");
+    match class {
+        Some(c) if size <= SMALL_MAX && class_of(size) == c => return ptr,
+        None if size > SMALL_MAX => {
+            // SAFETY: a live large block (checked above).
+            return enomem_if_null(unsafe { large::realloc(ptr, size, MIN_ALIGN) });
+        }
+        _ => {}
+    }
+    let q = malloc_plain(size);
+    if !q.is_null() {
+        // SAFETY: both live; `min` bytes are valid in both; distinct blocks.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, q, usable.min(size));
+            free_plain(ptr);
+        }
+    }
+    q
+}
+
+// ------------------------------------------------------------ C entries --
+
+/// `malloc`: `size` bytes, 16-byte aligned; `malloc(0)` is a unique block.
+#[inline]
+pub fn malloc(size: usize) -> *mut u8 {
+    let Some(g) = record::begin() else {
+        return malloc_plain(size);
+    };
+    let p = malloc_plain(size);
+    g.alloc(p, size, MIN_ALIGN, false);
+    p
+}
+
+/// `free`: `free(NULL)` does nothing.
+///
+/// # Safety
+/// `ptr` is null or a live block, not used afterwards (invalid pointers and
+/// the double frees hakmem can see abort with a message).
+#[inline]
+pub unsafe fn free(ptr: *mut u8) {
+    if let Some(g) = record::begin() {
+        // Recorded before the block can be handed out again.
+        g.free(ptr);
+    }
+    // SAFETY: forwarded contract.
+    unsafe { free_plain(ptr) }
+}
+
+/// `calloc`: `n * size` zeroed bytes; `ENOMEM` if the product overflows.
+pub fn calloc(n: usize, size: usize) -> *mut u8 {
+    let g = record::begin();
+    let Some(total) = n.checked_mul(size) else {
+        set_errno(libc::ENOMEM);
+        return null_mut();
+    };
+    let p = enomem_if_null(alloc_general(total, MIN_ALIGN, true));
+    if let Some(g) = g {
+        g.alloc(p, total, MIN_ALIGN, true);
+    }
+    p
+}
+
+/// `realloc`, as glibc: `realloc(NULL, n)` = `malloc(n)`; `realloc(p, 0)`
+/// frees `p` and returns null; on failure null, `ENOMEM`, `p` intact.
+///
+/// # Safety
+/// `ptr` is null or a live block; not used afterwards unless null is
+/// returned for a non-zero size.
+pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
+    let g = record::begin();
+    if ptr.is_null() {
+        let p = malloc_plain(size);
+        if let Some(g) = g {
+            g.alloc(p, size, MIN_ALIGN, false);
+        }
+        return p;
+    }
+    if size == 0 {
+        if let Some(g) = g {
+            g.free(ptr);
+        }
+        // SAFETY: forwarded contract.
+        unsafe { free_plain(ptr) };
+        return null_mut();
+    }
+    let Some(g) = g else {
+        // SAFETY: forwarded contract.
+        return unsafe { realloc_plain(ptr, size) };
+    };
+    let old = g.take(ptr);
+    // SAFETY: forwarded contract.
+    let q = unsafe { realloc_plain(ptr, size) };
+    g.realloc(old, ptr, q, size);
+    q
+}
+
+/// `reallocarray`: `realloc(ptr, n * size)` with an overflow check
+/// (`ENOMEM`, `ptr` intact).
+///
+/// # Safety
+/// As [`realloc`].
+pub unsafe fn reallocarray(ptr: *mut u8, n: usize, size: usize) -> *mut u8 {
+    match n.checked_mul(size) {
+        // SAFETY: forwarded contract.
+        Some(total) => unsafe { realloc(ptr, total) },
+        None => {
+            set_errno(libc::ENOMEM);
+            null_mut()
+        }
+    }
+}
+
+/// An aligned allocation for the memalign family (`align` a power of two).
+fn aligned(size: usize, align: usize) -> *mut u8 {
+    let g = record::begin();
+    let align = align.max(MIN_ALIGN);
+    let p = aligned_plain(size, align, false);
+    if let Some(g) = g {
+        g.alloc(p, size, align, false);
+    }
+    p
+}
+
+/// `posix_memalign`: 0, or `EINVAL` when `align` is not a power of two
+/// multiple of `sizeof(void *)`, or `ENOMEM`; `errno` is left alone and
+/// `*out` is written only on success.
+///
+/// # Safety
+/// `out` is valid for a pointer write.
+pub unsafe fn posix_memalign(out: *mut *mut u8, align: usize, size: usize) -> i32 {
+    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+        return libc::EINVAL;
+    }
+    let p = aligned(size, align);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller's out-parameter.
+    unsafe { out.write(p) };
+    0
+}
+
+/// `aligned_alloc`: `EINVAL` (null) unless `align` is a power of two.
+pub fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return null_mut();
+    }
+    enomem_if_null(aligned(size, align))
+}
+
+/// `memalign`: a non-power-of-two `align` is rounded up (glibc); `EINVAL`
+/// when that overflows.
+pub fn memalign(align: usize, size: usize) -> *mut u8 {
+    let Some(a) = align.checked_next_power_of_two() else {
+        set_errno(libc::EINVAL);
+        return null_mut();
+    };
+    enomem_if_null(aligned(size, a))
+}
+
+/// `valloc`: page-aligned.
+pub fn valloc(size: usize) -> *mut u8 {
+    enomem_if_null(aligned(size, PAGE))
+}
+
+/// `pvalloc`: page-aligned, size rounded up to whole pages (0 → one page).
+pub fn pvalloc(size: usize) -> *mut u8 {
+    let Some(rounded) = size.max(1).checked_next_multiple_of(PAGE) else {
+        set_errno(libc::ENOMEM);
+        return null_mut();
+    };
+    enomem_if_null(aligned(rounded, PAGE))
+}
+
+/// `malloc_usable_size`: the bytes usable at `ptr` (≥ the size requested;
+/// the class size for a small block); 0 for null.
+///
+/// # Safety
+/// `ptr` is null or a live block (invalid ones are reported).
+pub unsafe fn malloc_usable_size(ptr: *mut u8) -> usize {
+    if ptr.is_null() {
+        return 0;
+    }
+    block_info(ptr, "malloc_usable_size").0
+}
