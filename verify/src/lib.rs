@@ -39,3 +39,19 @@ pub fn loom_check(f: fn()) {
         start.elapsed()
     );
 }
+
+/// Runs `f` under shuttle's PCT scheduler (seeded: reproducible) for
+/// `iterations` schedules of bug depth `depth` (×10 with `VERIFY_DEEP=1`).
+pub fn shuttle_pct(f: fn(), depth: usize, iterations: usize) {
+    let n = if deep() { iterations * 10 } else { iterations };
+    let s = shuttle::scheduler::PctScheduler::new_from_seed(0x6861_6b6d, depth, n);
+    shuttle::Runner::new(s, Default::default()).run(f);
+}
+
+/// Runs `f` under shuttle's random scheduler (seeded) for `iterations`
+/// schedules (×10 with `VERIFY_DEEP=1`).
+pub fn shuttle_random(f: fn(), iterations: usize) {
+    let n = if deep() { iterations * 10 } else { iterations };
+    let s = shuttle::scheduler::RandomScheduler::new_from_seed(0x6861_6b6d, n);
+    shuttle::Runner::new(s, Default::default()).run(f);
+}

@@ -307,6 +307,25 @@ pub fn stage1_exhaustion<B: Backend, S: Sched>() {
     check_final(&inst, &[c0, b0]);
 }
 
+/// `PageFull` racing a remote free: the owner exhausts a page of 8 KiB
+/// blocks (slot 0 holds 7) and marks it full while another heap frees one
+/// of its blocks.
+pub fn page_full_vs_remote<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(InstanceConfig {
+        keep_live: 1,
+        ..cfg()
+    });
+    let (a, b) = (heap(&inst), heap(&inst));
+    let blocks: Vec<usize> = (0..7).map(|_| alloc(&inst, a, 8192)).collect();
+    let (i2, v) = (inst.clone(), blocks[0]);
+    let j = S::spawn(move || free(&i2, b, v));
+    let extra = alloc(&inst, a, 8192);
+    j();
+    let mut live = blocks[1..].to_vec();
+    live.push(extra);
+    check_final(&inst, &live);
+}
+
 /// Delta flushes (refill boundary, exit) racing remote frees on the same
 /// slot.
 pub fn flush_vs_remote<B: Backend, S: Sched>() {

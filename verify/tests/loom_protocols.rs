@@ -33,3 +33,5 @@ loom_test!(stage1_exhaustion);
 loom_test!(flush_vs_remote);
 loom_test!(release_vs_acquire);
 loom_test!(arena_put_take);
+loom_test!(page_full_vs_remote);
+loom_test!(release_with_unflushed_page);
