@@ -470,7 +470,29 @@ unsafe fn unfull<B: Backend>(h: &Heap<B>, class: usize, m: *mut SlotMeta<B>) {
 /// The caller is `h`'s thread.
 unsafe fn reclaim<B: Backend>(h: &Heap<B>, class: usize) {
     let inst = h.inst();
-    let mut m = inst.abandoned[class].swap(null_mut(), Ordering::AcqRel);
+    let mut m = if B::MUTANT == Mutant::AbandonedPopOneByOne {
+        // Wrong (mimalloc 683d8998): one page popped with a CAS on the head
+        // it read `next` from, which another reclaimer may have popped and
+        // a later abandon pushed back meanwhile (ABA).
+        let head = &inst.abandoned[class];
+        let mut top = head.load(Ordering::Acquire);
+        loop {
+            if top.is_null() {
+                return;
+            }
+            // SAFETY: abandoned pages are Active, so mapped (mutant only).
+            let next = unsafe { (*top).next_abandoned.load(Ordering::Relaxed) };
+            match head.compare_exchange(top, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(x) => top = x,
+            }
+        }
+        // SAFETY: as above.
+        unsafe { (*top).next_abandoned.store(null_mut(), Ordering::Relaxed) };
+        top
+    } else {
+        inst.abandoned[class].swap(null_mut(), Ordering::AcqRel)
+    };
     if m.is_null() {
         return;
     }

@@ -879,7 +879,12 @@ impl<B: Backend> Instance<B> {
             self.counters.mapped_bytes.sub(SS_SIZE as u64);
             // SAFETY: no slot is in use, no reader can reach `s` any more,
             // and the mapping is exactly one `map(SS_SIZE, SS_SIZE)`.
-            unsafe { os::unmap(NonNull::new_unchecked(sp.cast()), SS_SIZE, SS_SIZE) };
+            unsafe {
+                if core::mem::needs_drop::<SsHeader<B>>() {
+                    core::ptr::drop_in_place(sp);
+                }
+                os::unmap(NonNull::new_unchecked(sp.cast()), SS_SIZE, SS_SIZE)
+            };
         } else {
             self.counters.ss_cached.add(1);
             // Cached SuperSlabs keep no physical memory beyond the header.
@@ -1124,8 +1129,21 @@ impl<B: Backend> Drop for Instance<B> {
             while !ss.is_null() {
                 let next = (*ss).pooled(|p| p.next_all);
                 chunkmap::unregister_superslab(ss as usize);
+                // Checker backends' atomics own resources (folded away for
+                // `StdBackend`, whose header needs no drop).
+                if core::mem::needs_drop::<SsHeader<B>>() {
+                    core::ptr::drop_in_place(ss);
+                }
                 os::unmap(NonNull::new_unchecked(ss.cast()), SS_SIZE, SS_SIZE);
                 ss = next;
+            }
+            if core::mem::needs_drop::<Heap<B>>() {
+                let mut h = self.ps(|ps| ps.heaps_head);
+                while !h.is_null() {
+                    let next = (*h).next_all.load(Ordering::Relaxed);
+                    core::ptr::drop_in_place(h);
+                    h = next;
+                }
             }
             let mut chunk = self.ps(|ps| ps.heap_chunks);
             while !chunk.is_null() {

@@ -148,6 +148,9 @@ pub(crate) unsafe fn init_claimed<B: Backend>(meta: &SlotMeta<B>, class: usize) 
             p.capacity = capacity(class, slot);
         })
     };
+    if B::MUTANT == Mutant::CountBeforePush {
+        meta.empty_since.store(0, Ordering::Relaxed);
+    }
     debug_assert_eq!(meta.used.load(Ordering::Relaxed), 0);
     debug_assert!(meta.remote.load(Ordering::Relaxed).is_null());
 }
@@ -205,6 +208,10 @@ pub(crate) fn carve_batch(bs: u32) -> u32 {
 /// The caller owns the page and the remote word carries no `FULL`/`BUSY`
 /// mark (the page is not marked full).
 pub(crate) unsafe fn drain<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
+    if B::MUTANT == Mutant::CountBeforePush {
+        // SAFETY: forwarded contract.
+        return unsafe { drain_counted(meta, t) };
+    }
     if meta.remote.load(Ordering::Relaxed).is_null() {
         return 0;
     }
@@ -236,6 +243,53 @@ pub(crate) unsafe fn drain<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
         n
     };
     if B::OBSERVE {
+        B::observe(&Event::Drain {
+            t,
+            ss: meta.header() as usize,
+            slot: meta.index() as u8,
+            n,
+        });
+    }
+    n
+}
+
+/// The `CountBeforePush` mutant's drain (rpmalloc #281): the owner trusts
+/// a remote-free counter (here `empty_since`, unused while the slot is
+/// `Active`) that freers bump *before* their push, so it may count a block
+/// that is not on the list yet and see the page empty under a late free.
+///
+/// # Safety
+/// As [`drain`].
+#[cold]
+unsafe fn drain_counted<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
+    let counted = meta.empty_since.swap(0, Ordering::AcqRel) as u32;
+    let head = meta.remote.swap(null_mut(), Ordering::Acquire);
+    // SAFETY: as in `drain`.
+    let n = unsafe {
+        let mut n = 0u32;
+        if !head.is_null() {
+            n = 1;
+            let mut tail = head;
+            loop {
+                let nx = B::load_link(tail.cast());
+                if nx.is_null() {
+                    break;
+                }
+                tail = nx;
+                n += 1;
+            }
+            local(meta, |p| {
+                B::store_link(tail.cast(), p.free);
+                p.free = head;
+            });
+        }
+        local(meta, |p| {
+            p.used = p.used.wrapping_sub(counted);
+            p.drained += counted;
+        });
+        n
+    };
+    if B::OBSERVE && n > 0 {
         B::observe(&Event::Drain {
             t,
             ss: meta.header() as usize,
@@ -365,6 +419,10 @@ pub(crate) unsafe fn push_remote<B: Backend>(
     } else {
         Ordering::Release
     };
+    if B::MUTANT == Mutant::CountBeforePush {
+        // Wrong: the counter the owner trusts is bumped before the push.
+        meta.empty_since.fetch_add(1, Ordering::Release);
+    }
     let mut h = meta.remote.load(Ordering::Relaxed);
     loop {
         let marks = h as usize & MARKS;

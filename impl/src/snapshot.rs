@@ -54,6 +54,9 @@ pub struct SlotSnap {
     pub owner: Option<u32>,
     /// The page, for `Active` slots.
     pub page: Option<PageSnap>,
+    /// A non-`Active` slot whose remote word is not empty (a free that
+    /// landed after the page was emptied: invariant 6).
+    pub stray_remote: bool,
 }
 
 /// One SuperSlab.
@@ -153,7 +156,13 @@ impl<B: Backend> Instance<B> {
                     SlotState::Active(_) => Some(unsafe { page_snap(m) }),
                     _ => None,
                 };
-                slots.push(SlotSnap { state, owner, page });
+                let stray_remote = page.is_none() && !m.remote.load(Ordering::Acquire).is_null();
+                slots.push(SlotSnap {
+                    state,
+                    owner,
+                    page,
+                    stray_remote,
+                });
             }
             superslabs.push(SsSnap {
                 base: s.base(),
@@ -327,6 +336,9 @@ impl Snapshot {
                     // 6: no accounting on non-Active slots.
                     if sl.owner.is_some() {
                         fail!("{at}: {:?} slot has an owner", sl.state);
+                    }
+                    if sl.stray_remote {
+                        fail!("{at}: {:?} slot has remote frees", sl.state);
                     }
                 }
             }

@@ -411,6 +411,13 @@ impl<B: Backend> Stage1<B> {
 
 impl<B: Backend> Drop for Stage1<B> {
     fn drop(&mut self) {
+        if core::mem::needs_drop::<Node<B>>() {
+            for i in 0..self.n_nodes {
+                // SAFETY: node `i` was written in `new` and is not used any
+                // more (checker backends' atomics own resources).
+                unsafe { core::ptr::drop_in_place(self.nodes.add(i)) };
+            }
+        }
         if let Some(p) = NonNull::new(self.nodes.cast::<u8>()) {
             // SAFETY: the mapping made in `new`, no longer used.
             unsafe { os::unmap(p, self.map_bytes, os::OS_PAGE) };

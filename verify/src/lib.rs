@@ -1,4 +1,57 @@
 //! Checks of hakmem: the model explorer and mutants, loom and shuttle on the
 //! real protocol code, and refinement of the implementation against the model.
 
+pub mod backends;
 pub mod explore;
+pub mod scenarios;
+
+/// The preemption bound of the loom checks: 2, or 3 with `VERIFY_DEEP=1`.
+pub fn loom_bound() -> usize {
+    if deep() {
+        3
+    } else {
+        2
+    }
+}
+
+/// Whether `VERIFY_DEEP=1` asks for the deeper settings.
+pub fn deep() -> bool {
+    std::env::var("VERIFY_DEEP").is_ok_and(|v| v == "1")
+}
+
+/// Runs `f` under loom with [`loom_bound`] (exhaustive up to that bound);
+/// prints the number of executions and the time on stderr.
+pub fn loom_check(f: fn()) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(loom_bound());
+    b.max_branches = 100_000;
+    let start = std::time::Instant::now();
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    b.check(move || {
+        n2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f()
+    });
+    eprintln!(
+        "loom: {} executions, preemption bound {}, {:.2?}",
+        n.load(std::sync::atomic::Ordering::Relaxed),
+        loom_bound(),
+        start.elapsed()
+    );
+}
+
+/// Runs `f` under shuttle's PCT scheduler (seeded: reproducible) for
+/// `iterations` schedules of bug depth `depth` (×10 with `VERIFY_DEEP=1`).
+pub fn shuttle_pct(f: fn(), depth: usize, iterations: usize) {
+    let n = if deep() { iterations * 10 } else { iterations };
+    let s = shuttle::scheduler::PctScheduler::new_from_seed(0x6861_6b6d, depth, n);
+    shuttle::Runner::new(s, Default::default()).run(f);
+}
+
+/// Runs `f` under shuttle's random scheduler (seeded) for `iterations`
+/// schedules (×10 with `VERIFY_DEEP=1`).
+pub fn shuttle_random(f: fn(), iterations: usize) {
+    let n = if deep() { iterations * 10 } else { iterations };
+    let s = shuttle::scheduler::RandomScheduler::new_from_seed(0x6861_6b6d, n);
+    shuttle::Runner::new(s, Default::default()).run(f);
+}

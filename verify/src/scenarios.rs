@@ -1,0 +1,474 @@
+//! Concurrent scenarios on the real protocol code, generic over the backend
+//! (loom or shuttle, with or without an injected bug) and over the
+//! checker's threads ([`Sched`]). Each scenario is one execution: it builds
+//! an instance, runs its threads, joins them, and ends with [`check_final`]
+//! (the impl snapshot's invariants plus the checks that need the live set),
+//! then drops the instance (unmapping everything it mapped).
+//!
+//! Failures are panics whose message names the problem; `mutants` matches
+//! those messages.
+
+use hakmem::size_class::{block_size, slot_area_offset, slot_area_size};
+use hakmem::superslab::SlotState;
+use hakmem::{Backend, HeapId, Instance, InstanceConfig, Snapshot};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Threads of a checker.
+pub trait Sched: 'static {
+    /// Spawns a checker thread; the returned closure joins it.
+    fn spawn(f: impl FnOnce() + Send + 'static) -> Box<dyn FnOnce()>;
+}
+
+/// loom's threads.
+#[derive(Debug)]
+pub struct LoomSched;
+impl Sched for LoomSched {
+    fn spawn(f: impl FnOnce() + Send + 'static) -> Box<dyn FnOnce()> {
+        let h = loom::thread::spawn(f);
+        // Without a yield here loom's exploration never started the new
+        // thread before the spawner's next operations (measured: one
+        // execution for `remote_free_vs_drain`, which misses the
+        // `RemotePushRelaxed` race); with it every schedule is explored.
+        loom::thread::yield_now();
+        Box::new(move || h.join().expect("loom thread panicked"))
+    }
+}
+
+/// shuttle's threads.
+#[derive(Debug)]
+pub struct ShuttleSched;
+impl Sched for ShuttleSched {
+    fn spawn(f: impl FnOnce() + Send + 'static) -> Box<dyn FnOnce()> {
+        let h = shuttle::thread::spawn(f);
+        Box::new(move || h.join().expect("shuttle thread panicked"))
+    }
+}
+
+/// Block sizes used by the scenarios: class X (1 KiB, carve batch 4) and
+/// class Y (64 B).
+pub const X: usize = 1024;
+/// See [`X`].
+pub const Y: usize = 64;
+
+/// The small configuration of the scenarios (`keep_live` etc. adjusted per
+/// scenario).
+pub fn cfg() -> InstanceConfig {
+    InstanceConfig::SMALL
+}
+
+fn new_inst<B: Backend>(cfg: InstanceConfig) -> Arc<Instance<B>> {
+    Arc::from(Instance::<B>::new(cfg).expect("instance"))
+}
+
+fn alloc<B: Backend>(inst: &Instance<B>, h: HeapId<B>, size: usize) -> usize {
+    // SAFETY: each heap is driven by one thread at a time (the scenario's
+    // structure guarantees it).
+    let p = unsafe { inst.heap(h) }.alloc(size, 8);
+    assert!(!p.is_null(), "out of memory");
+    p as usize
+}
+
+fn free<B: Backend>(inst: &Instance<B>, h: HeapId<B>, p: usize) {
+    // SAFETY: `p` is a live block of the instance that the caller gives up;
+    // one thread drives `h`.
+    unsafe { inst.heap(h).free(p as *mut u8) }
+}
+
+fn exit<B: Backend>(inst: &Instance<B>, h: HeapId<B>) {
+    // SAFETY: one thread drives `h` and gives it up.
+    unsafe { inst.heap(h) }.exit()
+}
+
+fn heap<B: Backend>(inst: &Instance<B>) -> HeapId<B> {
+    inst.new_heap().expect("heap").id()
+}
+
+/// The end of every scenario (quiescent instance): the snapshot's own
+/// invariants (protocol.md 1, 3–6, 8–10), then those that need the set of
+/// live blocks: every live block is in an `Active` slot, on no list;
+/// `live + free + remote = carved` per page; `shared_used + delta = live +
+/// remote`; every `Empty` slot has a stage-1 or fallback entry (9).
+pub fn check_final<B: Backend>(inst: &Instance<B>, live: &[usize]) {
+    let s = inst.snapshot();
+    if let Err(e) = s.check() {
+        panic!("invariant violated (snapshot check):\n{e}");
+    }
+    check_live(&s, live);
+}
+
+fn check_live(s: &Snapshot, live: &[usize]) {
+    let mut set = BTreeSet::new();
+    for &p in live {
+        assert!(set.insert(p), "block {p:#x} handed out twice");
+    }
+    let mut placed = 0;
+    for ss in &s.superslabs {
+        for (i, sl) in ss.slots.iter().enumerate() {
+            let area = ss.base + slot_area_offset(i);
+            let here: Vec<usize> = set
+                .iter()
+                .copied()
+                .filter(|&a| a >= area && a < area + slot_area_size(i))
+                .collect();
+            let (SlotState::Active(c), Some(p)) = (sl.state, &sl.page) else {
+                assert!(
+                    here.is_empty(),
+                    "live block in a {:?} slot ({:#x}/{i}): safe reuse violated",
+                    sl.state,
+                    ss.base
+                );
+                if let SlotState::Empty(c) = sl.state {
+                    let me = (ss.base, i as u8);
+                    assert!(
+                        s.stage1[c as usize].contains(&me) || s.fallback[c as usize].contains(&me),
+                        "Empty slot {:#x}/{i} has no stage-1 or fallback entry (lost entry)",
+                        ss.base
+                    );
+                }
+                continue;
+            };
+            placed += here.len();
+            let bs = block_size(c as usize);
+            let idx: BTreeSet<u32> = here.iter().map(|&a| ((a - area) / bs) as u32).collect();
+            for b in p.free.iter().chain(&p.remote) {
+                assert!(
+                    !idx.contains(b),
+                    "live block {b} of {:#x}/{i} on a free/remote list (double hand-out)",
+                    ss.base
+                );
+            }
+            assert_eq!(
+                idx.len() + p.free.len() + p.remote.len(),
+                p.carved as usize,
+                "conservation violated on {:#x}/{i}",
+                ss.base
+            );
+            assert_eq!(
+                p.shared_used as i64 + p.delta,
+                (idx.len() + p.remote.len()) as i64,
+                "accounting violated on {:#x}/{i}",
+                ss.base
+            );
+        }
+    }
+    assert_eq!(placed, set.len(), "live block outside every SuperSlab");
+}
+
+/// Remote free racing the owner's drain: A exhausts its carve batch, B frees
+/// one of A's blocks while A refills (flush, drain, carve).
+pub fn remote_free_vs_drain<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(cfg());
+    let (a, b) = (heap(&inst), heap(&inst));
+    let blocks: Vec<usize> = (0..4).map(|_| alloc(&inst, a, X)).collect();
+    let (i2, v) = (inst.clone(), blocks[0]);
+    let j = S::spawn(move || free(&i2, b, v));
+    let extra = alloc(&inst, a, X);
+    j();
+    let mut live = blocks[1..].to_vec();
+    live.push(extra);
+    check_final(&inst, &live);
+    // The freed block comes back exactly once.
+    let more: Vec<usize> = (0..2).map(|_| alloc(&inst, a, X)).collect();
+    live.extend(&more);
+    check_final(&inst, &live);
+}
+
+/// Two remote frees racing on the same page; the owner then drains both.
+pub fn two_remote_frees<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(cfg());
+    let (a, b, c) = (heap(&inst), heap(&inst), heap(&inst));
+    let blocks: Vec<usize> = (0..4).map(|_| alloc(&inst, a, X)).collect();
+    let (i1, v1) = (inst.clone(), blocks[0]);
+    let j1 = S::spawn(move || free(&i1, b, v1));
+    let (i2, v2) = (inst.clone(), blocks[1]);
+    let j2 = S::spawn(move || free(&i2, c, v2));
+    j1();
+    j2();
+    let mut live = blocks[2..].to_vec();
+    check_final(&inst, &live);
+    live.push(alloc(&inst, a, X));
+    check_final(&inst, &live);
+}
+
+/// A remote free racing the page becoming empty (owner frees its last
+/// block and exits) and the reuse of the slot for another class (stage 0.5
+/// of class Y, whose registry holds the SuperSlab).
+pub fn remote_free_vs_empty_reuse<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(InstanceConfig {
+        keep_live: 1,
+        ..cfg()
+    });
+    let (a, b, c, d) = (heap(&inst), heap(&inst), heap(&inst), heap(&inst));
+    let (b0, b1) = (alloc(&inst, a, X), alloc(&inst, a, X));
+    let c0 = alloc(&inst, c, Y);
+    let i2 = inst.clone();
+    let j = S::spawn(move || free(&i2, b, b0));
+    free(&inst, a, b1);
+    exit(&inst, a);
+    let d0 = alloc(&inst, d, Y);
+    j();
+    check_final(&inst, &[c0, d0]);
+}
+
+/// The last remote free to a page racing its owner's exit (the page is
+/// emptied or abandoned), then another heap takes the class again.
+pub fn remote_free_vs_owner_exit<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(cfg());
+    let (a, b, c) = (heap(&inst), heap(&inst), heap(&inst));
+    let b0 = alloc(&inst, a, X);
+    let i2 = inst.clone();
+    let j = S::spawn(move || free(&i2, b, b0));
+    exit(&inst, a);
+    j();
+    check_final(&inst, &[]);
+    let c0 = alloc(&inst, c, X);
+    check_final(&inst, &[c0]);
+}
+
+/// A remote free to a page whose owner exits, reclaim by another thread,
+/// and a free by a new thread that reuses the exited heap's structure.
+pub fn abandon_reclaim<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(InstanceConfig {
+        reuse_heaps: true,
+        ..cfg()
+    });
+    let (a, b, c) = (heap(&inst), heap(&inst), heap(&inst));
+    let (b0, b1) = (alloc(&inst, a, X), alloc(&inst, a, X));
+    let i1 = inst.clone();
+    let j1 = S::spawn(move || free(&i1, b, b0));
+    exit(&inst, a);
+    let i2 = inst.clone();
+    let j2 = S::spawn(move || {
+        let c0 = alloc(&i2, c, X);
+        free(&i2, c, c0);
+    });
+    let a2 = heap(&inst);
+    free(&inst, a2, b1);
+    j1();
+    j2();
+    check_final(&inst, &[]);
+}
+
+/// Stage 0.5 of class X racing another heap's stage-0.5 claim (class Y) of
+/// the same `Empty` slot.
+pub fn scan_vs_claim<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(InstanceConfig {
+        keep_live: 1,
+        ..cfg()
+    });
+    let (a, c, d, e) = (heap(&inst), heap(&inst), heap(&inst), heap(&inst));
+    let a0 = alloc(&inst, a, X);
+    let c0 = alloc(&inst, c, Y);
+    free(&inst, a, a0);
+    exit(&inst, a);
+    let i2 = inst.clone();
+    let j = S::spawn(move || {
+        let d0 = alloc(&i2, d, Y);
+        free(&i2, d, d0);
+    });
+    let e0 = alloc(&inst, e, X);
+    j();
+    check_final(&inst, &[c0, e0]);
+}
+
+/// Stage-1 push/pop with a one-node pool: one empty slot's entry in the
+/// node, the next on the fallback; two heaps pop concurrently while a third
+/// empties another page (its entry goes to the pool or the fallback).
+pub fn stage1_exhaustion<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(InstanceConfig {
+        node_pool: 1,
+        scan_limit: 0,
+        keep_live: 1,
+        ..cfg()
+    });
+    let hs: Vec<HeapId<B>> = (0..3).map(|_| heap(&inst)).collect();
+    let blocks: Vec<usize> = hs.iter().map(|&h| alloc(&inst, h, X)).collect();
+    for k in 0..2 {
+        free(&inst, hs[k], blocks[k]);
+        exit(&inst, hs[k]);
+    }
+    let (b, c) = (heap(&inst), heap(&inst));
+    let (i1, d, d0) = (inst.clone(), hs[2], blocks[2]);
+    let j1 = S::spawn(move || {
+        free(&i1, d, d0);
+        exit(&i1, d);
+    });
+    let (i2, got) = (inst.clone(), Arc::new(std::sync::Mutex::new(0usize)));
+    let g2 = got.clone();
+    let j2 = S::spawn(move || {
+        let p = alloc(&i2, b, X);
+        *g2.lock().unwrap() = p;
+    });
+    let c0 = alloc(&inst, c, X);
+    j1();
+    j2();
+    let b0 = *got.lock().unwrap();
+    check_final(&inst, &[c0, b0]);
+}
+
+/// `PageFull` racing a remote free: the owner exhausts a page of 8 KiB
+/// blocks (slot 0 holds 7) and marks it full while another heap frees one
+/// of its blocks.
+pub fn page_full_vs_remote<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(InstanceConfig {
+        keep_live: 1,
+        ..cfg()
+    });
+    let (a, b) = (heap(&inst), heap(&inst));
+    let blocks: Vec<usize> = (0..7).map(|_| alloc(&inst, a, 8192)).collect();
+    let (i2, v) = (inst.clone(), blocks[0]);
+    let j = S::spawn(move || free(&i2, b, v));
+    let extra = alloc(&inst, a, 8192);
+    j();
+    let mut live = blocks[1..].to_vec();
+    live.push(extra);
+    check_final(&inst, &live);
+}
+
+/// Delta flushes (refill boundary, exit) racing remote frees on the same
+/// slot.
+pub fn flush_vs_remote<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(InstanceConfig {
+        keep_live: 1,
+        ..cfg()
+    });
+    let (a, b) = (heap(&inst), heap(&inst));
+    let blocks: Vec<usize> = (0..4).map(|_| alloc(&inst, a, X)).collect();
+    let (i2, v) = (inst.clone(), [blocks[0], blocks[1]]);
+    let j = S::spawn(move || {
+        free(&i2, b, v[0]);
+        free(&i2, b, v[1]);
+    });
+    free(&inst, a, blocks[2]);
+    let extra = alloc(&inst, a, X);
+    exit(&inst, a);
+    j();
+    check_final(&inst, &[blocks[3], extra]);
+}
+
+/// SuperSlab release racing acquisition of its `Empty` slot, while a third
+/// heap empties another slot of the same SuperSlab (mask and count updates
+/// from both sides).
+pub fn release_vs_acquire<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(InstanceConfig {
+        keep_live: 1,
+        ..cfg()
+    });
+    let (a, c, f) = (heap(&inst), heap(&inst), heap(&inst));
+    let a0 = alloc(&inst, a, X);
+    let f0 = alloc(&inst, f, Y);
+    free(&inst, a, a0);
+    exit(&inst, a);
+    let i1 = inst.clone();
+    let j1 = S::spawn(move || {
+        i1.release_empty();
+    });
+    let i2 = inst.clone();
+    let j2 = S::spawn(move || {
+        free(&i2, f, f0);
+        exit(&i2, f);
+    });
+    let c0 = alloc(&inst, c, X);
+    j1();
+    j2();
+    check_final(&inst, &[c0]);
+}
+
+/// Arena put (a release to the cache on the last page's exit) racing a take
+/// (stage 3 of another heap).
+pub fn arena_put_take<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(cfg());
+    let (a, c) = (heap(&inst), heap(&inst));
+    let a0 = alloc(&inst, a, X);
+    let i1 = inst.clone();
+    let j = S::spawn(move || {
+        free(&i1, a, a0);
+        exit(&i1, a);
+    });
+    let c0 = alloc(&inst, c, Y);
+    j();
+    check_final(&inst, &[c0]);
+    let s = inst.snapshot();
+    assert!(s.arena.len() <= 1, "arena over its cache bound");
+}
+
+/// `Release` judged while another slot's page has an unflushed delta (a
+/// sequential multi-heap scenario: C's fresh page has `shared_used = 0`).
+pub fn release_with_unflushed_page<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(cfg());
+    let (c, f) = (heap(&inst), heap(&inst));
+    let c0 = alloc(&inst, c, X);
+    let f0 = alloc(&inst, f, Y);
+    free(&inst, f, f0);
+    exit(&inst, f);
+    check_final(&inst, &[c0]);
+}
+
+/// A larger random-schedule scenario for shuttle: `threads` heaps each run
+/// `ops` operations over three classes, handing blocks to each other
+/// through a shared mailbox (remote frees), one heap exits half-way, and a
+/// late heap reclaims; ends with the invariants and the live set.
+pub fn churn<B: Backend, S: Sched>(threads: usize, ops: usize) {
+    let inst = new_inst::<B>(InstanceConfig {
+        node_pool: 2,
+        ..cfg()
+    });
+    let sizes = [Y, 256, X];
+    let mailbox: Arc<shuttle::sync::Mutex<Vec<usize>>> =
+        Arc::new(shuttle::sync::Mutex::new(Vec::new()));
+    let kept: Arc<shuttle::sync::Mutex<Vec<usize>>> =
+        Arc::new(shuttle::sync::Mutex::new(Vec::new()));
+    let mut joins = Vec::new();
+    for t in 0..threads {
+        let h = heap(&inst);
+        let (i, mb, kp) = (inst.clone(), mailbox.clone(), kept.clone());
+        joins.push(S::spawn(move || {
+            let mut mine: Vec<usize> = Vec::new();
+            let stop = if t == 0 { ops / 2 } else { ops };
+            for k in 0..stop {
+                match (k + t) % 4 {
+                    0 | 1 => mine.push(alloc(&i, h, sizes[(k * 7 + t) % 3])),
+                    2 => {
+                        if let Some(p) = mine.pop() {
+                            mb.lock().unwrap().push(p);
+                        }
+                    }
+                    _ => {
+                        let p = mb.lock().unwrap().pop();
+                        if let Some(p) = p {
+                            free(&i, h, p);
+                        } else if let Some(p) = mine.pop() {
+                            free(&i, h, p);
+                        }
+                    }
+                }
+            }
+            if t == 0 {
+                // Exit in the middle: the rest of its blocks are freed by
+                // others (remote frees to abandoned pages).
+                mb.lock().unwrap().extend(mine.drain(..));
+                exit(&i, h);
+            } else {
+                kp.lock().unwrap().extend(mine);
+            }
+        }));
+    }
+    for j in joins {
+        j();
+    }
+    let mut live: Vec<usize> = kept.lock().unwrap().clone();
+    live.extend(mailbox.lock().unwrap().iter());
+    check_final(&inst, &live);
+    // A late heap frees everything: reclaim, drains, page empties, releases.
+    let z = heap(&inst);
+    for _ in 0..3 {
+        let p = alloc(&inst, z, X);
+        live.push(p);
+    }
+    for p in live.drain(..) {
+        free(&inst, z, p);
+    }
+    exit(&inst, z);
+    check_final(&inst, &[]);
+}
