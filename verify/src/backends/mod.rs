@@ -1,0 +1,3 @@
+//! Backends of `impl`'s protocol code for the checkers.
+
+pub mod record;
