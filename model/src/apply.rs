@@ -704,16 +704,30 @@ impl State {
             reject!("ss{} has Active slots", ss.0);
         }
         let to_arena = self.arena_len() < self.cfg.arena_cache;
-        if !to_arena && self.entries_name(ss) && mutant != Mutant::ReleaseWithEntries {
-            reject!(
-                "the arena is full and stage-1 entries still name ss{}",
-                ss.0
-            );
+        if mutant != Mutant::ReleaseWithEntries {
+            // Every entry naming `ss` goes (nodes back to the pool), so that
+            // no entry names a SuperSlab that is not Live.
+            for list in &mut self.stage1 {
+                let mut kept = Vec::with_capacity(list.len());
+                for e in list.drain(..) {
+                    if e.page.ss == ss {
+                        self.node_pool.push(e.node);
+                    } else {
+                        kept.push(e);
+                    }
+                }
+                *list = kept;
+            }
+            for list in &mut self.fallback {
+                list.retain(|p| p.ss != ss);
+            }
         }
+        let keep_listed = mutant == Mutant::ReleaseWithEntries;
         let s = &mut self.superslabs[usize::from(ss.0)];
         for slot in &mut s.slots {
             slot.state = SlotState::Unused;
             slot.reset_page();
+            slot.listed &= keep_listed;
         }
         s.empty_mask = 0;
         s.empty_count = 0;

@@ -434,14 +434,11 @@ impl State {
             .chain(self.fallback.iter().flatten().copied())
             .collect();
         for p in &named {
-            let released = self
-                .superslabs
-                .get(usize::from(p.ss.0))
-                .is_none_or(|s| s.status == SsStatus::Released);
-            if released {
+            let status = self.superslabs.get(usize::from(p.ss.0)).map(|s| s.status);
+            if status != Some(SsStatus::Live) {
                 r.fail(
                     Stage1Nodes,
-                    format!("an entry names {p} of a released (unmapped) SuperSlab"),
+                    format!("an entry names {p} of a SuperSlab that is not Live ({status:?})"),
                 );
             }
         }
