@@ -864,6 +864,17 @@ pub(crate) unsafe fn exit<B: Backend>(h: &Heap<B>) {
     for class in 0..NUM_CLASSES {
         // SAFETY: owner of its pages.
         unsafe {
+            // Full pages with remote frees go back to partial first
+            // (`Unfull`): they are drained below, and only a page off the
+            // full list may be drained.
+            let mut m = h.hl(|l| l.full[class].head);
+            while !m.is_null() {
+                let next = local(&*m, |p| p.next);
+                if page::full_page_has_remote(&*m) {
+                    unfull(h, class, m, true);
+                }
+                m = next;
+            }
             let cur = h.hl(|l| core::mem::replace(&mut l.current[class], dummy));
             if cur != dummy {
                 local(&*cur, |p| p.list = PageList::None);
