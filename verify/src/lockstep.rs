@@ -84,14 +84,14 @@ pub struct Divergence {
     /// The events of the call applied before the failure, as `event => step`.
     pub applied: Vec<String>,
     /// What went wrong.
-    pub reason: Reason,
+    pub reason: Box<Reason>,
 }
 
 impl Divergence {
     /// A short name of the failure kind: `rejected`, `unmappable`,
     /// `differs`, `invariant`, `impl-check`, `result`, `usage`.
     pub fn kind(&self) -> &'static str {
-        match self.reason {
+        match *self.reason {
             Reason::Rejected { .. } => "rejected",
             Reason::Unmappable { .. } => "unmappable",
             Reason::Differs { .. } => "differs",
@@ -109,7 +109,7 @@ impl fmt::Display for Divergence {
         for a in &self.applied {
             writeln!(f, "  ok  {a}")?;
         }
-        match &self.reason {
+        match &*self.reason {
             Reason::Rejected {
                 event,
                 step,
@@ -760,7 +760,7 @@ impl<B: Backend> Lockstep<B> {
             call_index: self.calls,
             call: call.to_string(),
             applied,
-            reason,
+            reason: Box::new(reason),
         }
     }
 
@@ -1011,6 +1011,9 @@ impl<B: Backend> Lockstep<B> {
 
     /// `realloc` on thread `t`: in place within the same class (no step),
     /// else alloc + copy + free (the model's `Realloc` as two steps).
+    /// `ptr` is checked to be a live block this lockstep handed out (else a
+    /// `Usage` divergence), so the copy reads only memory it owns.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn realloc(
         &mut self,
         t: ThreadId,

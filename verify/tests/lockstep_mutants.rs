@@ -5,7 +5,6 @@
 use hakmem::size_class::CLASS_SIZES;
 use hakmem::sync::Backend;
 use hakmem::InstanceConfig;
-use model::ThreadId;
 use verify::backends::record::mutants::*;
 use verify::lockstep::{Divergence, Lockstep};
 
@@ -67,7 +66,7 @@ fn scenario<B: Backend>() -> Result<(), Divergence> {
     }
     l.exit(t2)?;
     l.release_empty()?;
-    let _ = ThreadId(0);
+
     Ok(())
 }
 

@@ -7,10 +7,8 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use hakmem::size_class::CLASS_SIZES;
 use hakmem::sync::Backend;
 use hakmem::InstanceConfig;
-use model::ThreadId;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, RngSeed, TestRunner};
 use verify::backends::record::{Record, RecordThreshold};
