@@ -427,7 +427,7 @@ unsafe fn process_full_hint<B: Backend>(h: &Heap<B>) {
             while !m.is_null() {
                 let next = local(&*m, |p| p.next);
                 if page::full_page_has_remote(&*m) {
-                    unfull(h, class, m);
+                    unfull(h, class, m, true);
                 }
                 m = next;
             }
@@ -435,11 +435,12 @@ unsafe fn process_full_hint<B: Backend>(h: &Heap<B>) {
     }
 }
 
-/// Moves full page `m` to the partial list (`Unfull`).
+/// Moves full page `m` to the partial list (`Unfull`; `report = false`
+/// when the move is part of a local free, which reports `FreeLocal` only).
 ///
 /// # Safety
 /// `h` owns `m`, which is on its full list.
-unsafe fn unfull<B: Backend>(h: &Heap<B>, class: usize, m: *mut SlotMeta<B>) {
+unsafe fn unfull<B: Backend>(h: &Heap<B>, class: usize, m: *mut SlotMeta<B>, report: bool) {
     // SAFETY: forwarded contract.
     unsafe {
         page::clear_full_mark(&*m);
@@ -452,7 +453,7 @@ unsafe fn unfull<B: Backend>(h: &Heap<B>, class: usize, m: *mut SlotMeta<B>) {
             p.used &= !IN_FULL_BIAS;
         });
     }
-    if B::OBSERVE {
+    if B::OBSERVE && report {
         // SAFETY: `m` is owned and live.
         let mm = unsafe { &*m };
         B::observe(&Event::Unfull {
@@ -778,9 +779,13 @@ unsafe fn free_local_cold<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>, ptr: *m
         let used = local(m, |p| p.used);
         let (list, class) = local(m, |p| (p.list, p.class as usize));
         if used & IN_FULL_BIAS != 0 && list == PageList::Full {
-            // A local free to a full page: back to the partial list.
-            unfull(h, class, mp);
+            // A local free to a full page: back to the partial list, as part
+            // of the `FreeLocal` step (no `Unfull` of its own: protocol.md).
+            unfull(h, class, mp, false);
             if used & !IN_FULL_BIAS != 0 {
+                if let Some(k) = B::FLUSH_THRESHOLD {
+                    threshold_flush(h, m, k);
+                }
                 return;
             }
         } else if used != 0 {
@@ -793,6 +798,9 @@ unsafe fn free_local_cold<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>, ptr: *m
         // used == 0: the page is empty. Keep it if it is the current page
         // (the next malloc of the class will want it); else give it back.
         if local(m, |p| p.list) == PageList::Current {
+            if let Some(k) = B::FLUSH_THRESHOLD {
+                threshold_flush(h, m, k);
+            }
             return;
         }
         page_empty(h, mp);
@@ -878,6 +886,17 @@ pub(crate) unsafe fn exit<B: Backend>(h: &Heap<B>) {
     for class in 0..NUM_CLASSES {
         // SAFETY: owner of its pages.
         unsafe {
+            // Full pages with remote frees go back to partial first
+            // (`Unfull`): they are drained below, and only a page off the
+            // full list may be drained.
+            let mut m = h.hl(|l| l.full[class].head);
+            while !m.is_null() {
+                let next = local(&*m, |p| p.next);
+                if page::full_page_has_remote(&*m) {
+                    unfull(h, class, m, true);
+                }
+                m = next;
+            }
             let cur = h.hl(|l| core::mem::replace(&mut l.current[class], dummy));
             if cur != dummy {
                 local(&*cur, |p| p.list = PageList::None);

@@ -242,6 +242,18 @@ pub(crate) unsafe fn drain<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
         });
         n
     };
+    // Part of `Drain` (protocol.md): a drain may move `delta` past the
+    // threshold at once; flush it then (never with the production
+    // threshold, the capacity, which bounds `|delta|` structurally).
+    if let Some(k) = B::FLUSH_THRESHOLD {
+        // SAFETY: the caller owns the page.
+        unsafe {
+            let cap = local(meta, |p| p.capacity);
+            if delta(meta).unsigned_abs() > k.min(cap) {
+                flush(meta, t, None);
+            }
+        }
+    }
     if B::OBSERVE {
         B::observe(&Event::Drain {
             t,

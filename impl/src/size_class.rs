@@ -11,8 +11,9 @@
 //! above 128 B (25% for 16→32 at the bottom: sizes 17..32 round to 32).
 //! Power-of-two classes would waste up to 50%. Sizes up to [`SMALL_MAX`] =
 //! 8 KiB stay in slabs (the C version sent 8–32 KiB through a separate pool);
-//! larger sizes go to `large` (OS mappings). The first 20 classes are the
-//! model's production table (`model::config::PRODUCTION_CLASS_SIZES`).
+//! larger sizes go to `large` (OS mappings). The table is the model's
+//! production table (`model::config::PRODUCTION_CLASS_SIZES`), checked equal
+//! by `verify`'s refinement tests.
 
 use crate::chunkmap;
 

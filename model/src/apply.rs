@@ -454,7 +454,6 @@ impl State {
                 if let (Some(e), false) = (e, mutant == Mutant::Stage1LeaksNode) {
                     self.node_pool.push(e.node);
                 }
-                self.slot_mut(page).listed = false;
             }
             Stage::Fallback => {
                 self.fallback[usize::from(class.0)].pop();
@@ -609,15 +608,18 @@ impl State {
     /// Pushes an entry for an `Empty` slot: a pool node, or the fallback
     /// when the pool is exhausted.
     fn push_stage1(&mut self, class: ClassId, page: PageId) {
-        if self.slot(page).is_some_and(|s| s.listed) {
-            // Its entry (perhaps stale until now) is valid again.
-            return;
-        }
-        self.slot_mut(page).listed = true;
         match self.node_pool.pop() {
+            // A node entry is pushed even if older (stale) entries name the
+            // slot: the node pool bounds the lists.
             Some(node) => self.stage1[usize::from(class.0)].push(Stage1Entry { node, page }),
             None if self.mutant() == Mutant::PoolExhaustedDropsEntry => {}
-            None => self.fallback[usize::from(class.0)].push(page),
+            // The fallback list is intrusive: a slot already on a fallback
+            // list (`listed`) stays where it is (its entry is valid again).
+            None if self.slot(page).is_some_and(|s| s.listed) => {}
+            None => {
+                self.slot_mut(page).listed = true;
+                self.fallback[usize::from(class.0)].push(page);
+            }
         }
     }
 
@@ -704,16 +706,30 @@ impl State {
             reject!("ss{} has Active slots", ss.0);
         }
         let to_arena = self.arena_len() < self.cfg.arena_cache;
-        if !to_arena && self.entries_name(ss) && mutant != Mutant::ReleaseWithEntries {
-            reject!(
-                "the arena is full and stage-1 entries still name ss{}",
-                ss.0
-            );
+        if mutant != Mutant::ReleaseWithEntries {
+            // Every entry naming `ss` goes (nodes back to the pool), so that
+            // no entry names a SuperSlab that is not Live.
+            for list in &mut self.stage1 {
+                let mut kept = Vec::with_capacity(list.len());
+                for e in list.drain(..) {
+                    if e.page.ss == ss {
+                        self.node_pool.push(e.node);
+                    } else {
+                        kept.push(e);
+                    }
+                }
+                *list = kept;
+            }
+            for list in &mut self.fallback {
+                list.retain(|p| p.ss != ss);
+            }
         }
+        let keep_listed = mutant == Mutant::ReleaseWithEntries;
         let s = &mut self.superslabs[usize::from(ss.0)];
         for slot in &mut s.slots {
             slot.state = SlotState::Unused;
             slot.reset_page();
+            slot.listed &= keep_listed;
         }
         s.empty_mask = 0;
         s.empty_count = 0;
@@ -769,11 +785,12 @@ impl State {
             Some(p) if !self.is_stale(p) => reject!("head entry {p} is not stale"),
             Some(p) => p,
         };
-        if let Some(slot) = self
-            .superslabs
-            .get_mut(usize::from(page.ss.0))
-            .and_then(|s| s.slots.get_mut(usize::from(page.slot.0)))
-        {
+        if let (Some(slot), Stage1Source::Fallback) = (
+            self.superslabs
+                .get_mut(usize::from(page.ss.0))
+                .and_then(|s| s.slots.get_mut(usize::from(page.slot.0))),
+            source,
+        ) {
             slot.listed = false;
         }
         match source {

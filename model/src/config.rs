@@ -1,5 +1,5 @@
 //! Configuration of the model: the sizes that make the same model run at
-//! production scale (32 slots, 20 classes) and at tiny scale for exhaustive
+//! production scale (32 slots, 32 classes) and at tiny scale for exhaustive
 //! exploration, plus the exploration bounds and the injected mutant.
 
 use crate::ids::{ClassId, SlotIdx};
@@ -11,9 +11,13 @@ pub const SLOT_BYTES: u32 = 1 << 16; // 64 KiB
 pub const HEADER_BYTES: u32 = 1 << 13; // 8 KiB
 /// Slots in a production SuperSlab: 2 MiB / 64 KiB.
 pub const PRODUCTION_SLOTS: u8 = 32;
-/// Block sizes of the production class table, in bytes.
-pub const PRODUCTION_CLASS_SIZES: [u32; 20] = [
-    16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
+/// Block sizes of the production class table, in bytes: exactly impl's
+/// `size_class::CLASS_SIZES` (16..128 by 16, then 4 classes per doubling up
+/// to 8 KiB).
+pub const PRODUCTION_CLASS_SIZES: [u32; 32] = [
+    16, 32, 48, 64, 80, 96, 112, 128, // by 16
+    160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024, // 4 per doubling
+    1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192,
 ];
 
 /// One size class.
@@ -82,7 +86,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// The production geometry: 32 slots of 64 KiB, the 20-class table,
+    /// The production geometry: 32 slots of 64 KiB, the 32-class table,
     /// threshold = capacity; 4 threads and generous pools.
     pub fn production() -> Self {
         Config {

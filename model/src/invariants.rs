@@ -51,8 +51,9 @@ pub enum Invariant {
     HeapLists,
     /// 9. Stage-1: every pool node is free or in exactly one entry; every
     ///    `Empty` slot of a live SuperSlab is named by an entry (stage-1 or
-    ///    fallback); a slot is named by at most one entry, exactly when its
-    ///    `listed` flag is set; no entry names a `Released` SuperSlab. Rationale: a
+    ///    fallback); a slot is named by at most one fallback entry, exactly
+    ///    when its `listed` flag is set; no entry names a SuperSlab that is
+    ///    not Live (release removes them). Rationale: a
     ///    lost node shrinks the pool for ever, a lost entry hides a slot, a
     ///    dangling entry reads unmapped memory.
     Stage1Nodes,
@@ -434,14 +435,27 @@ impl State {
             .chain(self.fallback.iter().flatten().copied())
             .collect();
         for p in &named {
-            let released = self
-                .superslabs
-                .get(usize::from(p.ss.0))
-                .is_none_or(|s| s.status == SsStatus::Released);
-            if released {
+            let status = self.superslabs.get(usize::from(p.ss.0)).map(|s| s.status);
+            if status != Some(SsStatus::Live) {
                 r.fail(
                     Stage1Nodes,
-                    format!("an entry names {p} of a released (unmapped) SuperSlab"),
+                    format!("an entry names {p} of a SuperSlab that is not Live ({status:?})"),
+                );
+            }
+        }
+        let mut on_fallback: BTreeMap<PageId, u32> = BTreeMap::new();
+        for p in self.fallback.iter().flatten() {
+            *on_fallback.entry(*p).or_default() += 1;
+        }
+        for (page, slot) in self.pages() {
+            let n = on_fallback.get(&page).copied().unwrap_or(0);
+            if n > 1 || (n == 1) != slot.listed {
+                r.fail(
+                    Stage1Nodes,
+                    format!(
+                        "{page} is on fallback lists {n} times, listed = {}",
+                        slot.listed
+                    ),
                 );
             }
         }

@@ -50,8 +50,8 @@ pub enum Mutant {
     /// `Release` decides "nothing in use" from `total_active == 0` instead
     /// of the slot states, and so releases under pending deltas.
     ReleaseByTotalActive,
-    /// `Release` gives a SuperSlab back to the OS while stage-1 entries
-    /// still name it (a dangling pointer in the lock-free list).
+    /// `Release` leaves the stage-1/fallback entries naming the SuperSlab
+    /// (a dangling pointer in the lock-free list once it is unmapped).
     ReleaseWithEntries,
     /// `AllocFast` hands out the head of the free list without popping it
     /// (a lost pop, as in a racy non-atomic pop).
@@ -181,7 +181,7 @@ impl Mutant {
             Mutant::AbandonKeepsOwner => "Abandon keeps the owner id",
             Mutant::ExitWithPages => "thread exit while owning pages",
             Mutant::ReleaseByTotalActive => "Release judged by total_active == 0",
-            Mutant::ReleaseWithEntries => "Release to the OS with stage-1 entries naming it",
+            Mutant::ReleaseWithEntries => "Release leaves stage-1 entries naming it",
             Mutant::AllocWithoutPop => "AllocFast hands out without popping",
             Mutant::CountBeforePush => "remote free counted before its push (rpmalloc #281)",
         }

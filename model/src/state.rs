@@ -41,7 +41,7 @@ pub enum SlotState {
 /// - `shared_used + delta = carved - |free|` (invariant 3), and for an
 ///   `Active` page that also equals its live blocks plus its remote list.
 /// - `delta = 0` unless the slot is `Active` with an owner (invariant 7).
-/// - `listed` ⇔ one entry (stage-1 or fallback) names the slot (invariant 9).
+/// - `listed` ⇔ one fallback entry names the slot (invariant 9).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Slot {
     /// The slot state word.
@@ -58,9 +58,10 @@ pub struct Slot {
     pub remote: Vec<u32>,
     /// The page is on its owner's full list.
     pub in_full: bool,
-    /// Exactly one stage-1 or fallback entry names this slot (at most one
-    /// may: `PageEmpty` pushes only when the slot is not listed yet, which
-    /// bounds the lists by the number of slots).
+    /// A fallback entry names this slot (impl's intrusive `queued` flag):
+    /// a slot is on at most one fallback list, once, which bounds the
+    /// fallback lists by the number of slots. Node entries are bounded by
+    /// the node pool and may repeat a slot (the older ones are stale).
     pub listed: bool,
 }
 

@@ -35,7 +35,7 @@ fn medium_configuration_keeps_every_invariant() {
 fn production_configuration_keeps_every_invariant() {
     let mut cfg = Config::production();
     // Fewer SuperSlabs keep the per-step enumeration small; the geometry
-    // (32 slots, 20 classes, slot-0 capacities) is production's.
+    // (32 slots, 32 classes, slot-0 capacities) is production's.
     cfg.max_superslabs = 3;
     cfg.threads = 3;
     assert_holds(cfg, 24, 60);

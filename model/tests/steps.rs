@@ -292,24 +292,18 @@ fn release_needs_no_active_slot_and_goes_to_the_arena_first() {
     ok(&mut s, Step::Release { ss: SsId(0) });
     assert_eq!(s.superslabs[0].status, SsStatus::Cached);
     assert!(s.registry[0].is_empty());
-    // Its entry is stale now: stage 1 cannot claim it, discard pops it.
+    // Release removed its entry (node back to the pool): nothing to claim
+    // or discard.
+    assert!(s.stage1[0].is_empty() && s.fallback[0].is_empty());
+    assert_eq!(s.node_pool.len(), usize::from(s.config().node_pool));
+    assert!(!s.superslabs[0].slots[1].listed);
     assert!(s
-        .apply(&Step::Acquire {
-            t: T0,
-            class: C0,
-            stage: Stage::List,
-            ss: p.ss,
-            slot: p.slot
-        })
-        .is_err());
-    ok(
-        &mut s,
-        Step::Stage1Discard {
+        .apply(&Step::Stage1Discard {
             t: T0,
             class: C0,
             source: Stage1Source::List,
-        },
-    );
+        })
+        .is_err());
     ok(&mut s, Step::ArenaTake { ss: SsId(0) });
     ok(
         &mut s,

@@ -1,8 +1,9 @@
-//! Checks of hakmem: the model explorer and mutants, loom and shuttle on the
+//! Checks of hakmem: the model explorer, model mutants, loom and shuttle on the
 //! real protocol code, and refinement of the implementation against the model.
 
 pub mod backends;
 pub mod explore;
+pub mod lockstep;
 pub mod scenarios;
 
 /// The preemption bound of the loom checks: 2, or 3 with `VERIFY_DEEP=1`.

@@ -1,8 +1,10 @@
 //! Checker backends for the protocol code of `hakmem` (see `sync::Backend`):
 //! loom and shuttle, each generic over a [`MutantTag`] so that every injected
-//! bug ([`Mutant`]) gets its own backend type from one definition.
+//! bug ([`Mutant`]) gets its own backend type from one definition; and the
+//! recording backends of the lockstep refinement check (`record`).
 
 pub mod loom;
+pub mod record;
 pub mod shuttle;
 
 use hakmem::Mutant;
