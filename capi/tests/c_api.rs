@@ -2,6 +2,10 @@
 //! linked (`-lhakmem`) and preloaded, and the invalid-pointer reports
 //! (`tests/c/bad_free.c`) in child processes.
 
+// The product runs on itself.
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 mod common;
 
 use common::{compile_c, lib, run, scratch};

@@ -5,6 +5,10 @@
 //! install it, unless `HAKMEM_SKIP_MISSING=1`, which turns that into a
 //! printed skip (`.ci/run` installs them all, so CI never skips).
 
+// The product runs on itself.
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 mod common;
 
 use common::{have, run, scratch};

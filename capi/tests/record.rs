@@ -5,6 +5,10 @@
 //! `hktrace check` (replay against the model) does not exist yet; once it
 //! does, it should run here too.
 
+// The product runs on itself.
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 mod common;
 
 use common::{have, lib, scratch};

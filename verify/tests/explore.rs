@@ -2,6 +2,10 @@
 //! breaks, with a replayable shortest trace) and no violation in the
 //! specification.
 
+// The product runs on itself.
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 use model::{Config, Mutant};
 use verify::explore::{explore, replay, Options};
 

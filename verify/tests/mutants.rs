@@ -1,6 +1,10 @@
 //! Every injected bug is caught by its check with the expected reason
 //! (runs the `mutants` binary, one child process per bug).
 
+// The product runs on itself.
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 #[test]
 fn every_injected_bug_is_caught() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_mutants"))

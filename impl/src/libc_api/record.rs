@@ -470,7 +470,7 @@ impl Table {
         len: 0,
     };
     /// Slots of a new table (small under Miri, which emulates every access).
-    const INITIAL: usize = if cfg!(miri) { 1 << 6 } else { 1 << 16 };
+    const INITIAL: usize = if cfg!(miri) { 1 << 8 } else { 1 << 16 };
 
     fn init(&mut self) -> bool {
         match Self::map(Self::INITIAL) {

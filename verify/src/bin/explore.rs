@@ -2,6 +2,10 @@
 //! model configuration. The last line of its output is always
 //! `states: N, transitions: M, violations: V`.
 
+// The product runs on itself.
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -7,6 +7,10 @@
 //! are panics; the parent matches the child's stderr against the expected
 //! reason. `mutants --only NAME` runs one row.
 
+// The product runs on itself.
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
 use hakmem::Mutant;
 use std::process::Command;
 use std::time::Instant;
