@@ -189,8 +189,8 @@ fn run_classes(
         });
     }
     if !cli.no_build {
-        // Back to the production table for the other columns' builds.
-        runner::build_workers(bin_dir)?;
+        // Leave `bench-hakmem` built with the production table.
+        runner::build_class_variant(bin_dir, "")?;
     }
     let peers: Vec<Column> = suite::columns(cli.preload.clone())
         .into_iter()

@@ -64,26 +64,35 @@ pub fn build_workers(bin_dir: &Path) -> Result<(), String> {
 /// Builds `bench-hakmem` with the candidate class table `table` (the
 /// build-time variable `HAKMEM_CLASS_TABLE`, see `hakmem::size_class`) in
 /// the driver's target directory and copies it to
-/// `<target>/class-tables/bench-hakmem-<table>`. Only hakmem and the worker
-/// are rebuilt; the next plain build rebuilds them with the production table.
+/// `<target>/class-tables/bench-hakmem-<table>`. Only hakmem, the bench
+/// library and this worker are rebuilt. `table = ""` builds it with the
+/// variable unset (the production table) and copies nothing.
 pub fn build_class_variant(bin_dir: &Path, table: &str) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = bin_dir
         .parent()
         .ok_or("the driver is not in a cargo target directory")?;
-    eprintln!("building bench-hakmem with HAKMEM_CLASS_TABLE={table}…");
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "-p", "bench", "--bin", "bench-hakmem"])
+    eprintln!("building bench-hakmem with HAKMEM_CLASS_TABLE={table:?}…");
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--release", "-p", "bench", "--bin", "bench-hakmem"])
         .arg("--target-dir")
         .arg(target_dir)
-        .env("HAKMEM_CLASS_TABLE", table)
-        .current_dir(workspace_root())
+        .current_dir(workspace_root());
+    if table.is_empty() {
+        cmd.env_remove("HAKMEM_CLASS_TABLE");
+    } else {
+        cmd.env("HAKMEM_CLASS_TABLE", table);
+    }
+    let status = cmd
         .status()
         .map_err(|e| format!("starting {cargo:?}: {e}"))?;
     if !status.success() {
         return Err(format!(
             "cargo build (class table {table}) failed: {status}"
         ));
+    }
+    if table.is_empty() {
+        return Ok(bin_dir.join("bench-hakmem"));
     }
     let dir = target_dir.join("class-tables");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
