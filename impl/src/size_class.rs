@@ -312,6 +312,21 @@ mod tests {
     }
 
     #[test]
+    fn candidate_tables_are_well_formed() {
+        let lens: Vec<usize> = CANDIDATES.iter().map(|(_, t)| t.len()).collect();
+        assert_eq!(lens, [10, 20, 32, 56]);
+        for (name, t) in CANDIDATES {
+            assert_eq!(t[0], 16, "{name}");
+            assert_eq!(*t.last().unwrap(), 8192, "{name}");
+            assert!(t.windows(2).all(|w| w[0] < w[1]), "{name} ascending");
+            assert!(t.iter().all(|s| s % 16 == 0), "{name} 16-byte multiples");
+        }
+        assert_eq!(candidate("4per"), &PRODUCTION_CLASSES[..]);
+        assert_eq!(TABLE_NAME, "4per");
+        assert_eq!(&CLASS_SIZES[..], &PRODUCTION_CLASSES[..]);
+    }
+
+    #[test]
     fn capacities() {
         assert_eq!(capacity(0, 1), 4096);
         assert_eq!(capacity(0, 0), 3584);
