@@ -16,6 +16,7 @@ fn colour(c: &Column) -> RGBColor {
         Column::Jemalloc => RGBColor(52, 168, 83),
         Column::Preload { .. } => RGBColor(150, 90, 200),
         Column::Hakmem => RGBColor(234, 67, 53),
+        Column::Worker { .. } => RGBColor(250, 160, 60),
         Column::Floor => BLACK,
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod callgrind;
 pub mod chart;
+pub mod classes;
 pub mod machine;
 pub mod report;
 pub mod rng;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bench::callgrind::{self, IrRow};
+use bench::classes;
 use bench::machine::{self, Machine};
 use bench::report::{self, Cell, Context, Measurements, Table};
 use bench::runner::{self, workspace_root};
@@ -71,6 +72,18 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The candidate size-class tables compared: memory on the trace corpus
+    /// (waste, slots, pages; printed), and with `--speed` the selected
+    /// workloads run with one hakmem worker per table, alternating, beside
+    /// the columns of `--allocators` (report: `--out`, default
+    /// <workspace>/docs/class-table-run.md).
+    Classes {
+        /// Trace files [default: every trace of traces/corpus].
+        traces: Vec<PathBuf>,
+        /// Also build one worker per table and run the workloads.
+        #[arg(long)]
+        speed: bool,
+    },
 }
 
 fn main() {
@@ -99,7 +112,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     let bin_dir = runner::bin_dir()?;
-    if !cli.no_build {
+    if !cli.no_build && !matches!(cli.cmd, Some(Cmd::Classes { speed: false, .. })) {
         runner::build_workers(&bin_dir)?;
     }
     match cli.cmd {
@@ -111,7 +124,18 @@ fn run(cli: Cli) -> Result<(), String> {
                 suite::select_columns(suite::columns(cli.preload.clone()), &cli.allocators)?;
             run_callgrind(&all, &bin_dir, columns, cycles, &out)
         }
-        None => run_suite(&cli, &all, &bin_dir),
+        Some(Cmd::Classes { ref traces, speed }) => {
+            run_classes(&cli, &all, &bin_dir, traces, speed)
+        }
+        None => {
+            let columns =
+                suite::select_columns(suite::columns(cli.preload.clone()), &cli.allocators)?;
+            let out = cli
+                .out
+                .clone()
+                .unwrap_or_else(|| workspace_root().join("docs/benchmarks.md"));
+            run_suite(&cli, &all, &bin_dir, columns, &out)
+        }
     }
 }
 
@@ -125,12 +149,85 @@ fn command_line() -> String {
     }
 }
 
-fn run_suite(cli: &Cli, all: &[suite::Row], bin_dir: &Path) -> Result<(), String> {
+/// `bench classes`: the memory table of every candidate class table on the
+/// traces, then (with `speed`) the workloads with one worker per table.
+fn run_classes(
+    cli: &Cli,
+    all: &[suite::Row],
+    bin_dir: &Path,
+    traces: &[PathBuf],
+    speed: bool,
+) -> Result<(), String> {
+    let traces = if traces.is_empty() {
+        let dir = workspace_root().join("traces/corpus");
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().contains(".hk"))
+            .collect();
+        v.sort();
+        v
+    } else {
+        traces.to_vec()
+    };
+    println!("{}", classes::report(&traces)?);
+    if !speed {
+        return Ok(());
+    }
+    let mut columns = Vec::new();
+    for (name, _) in hakmem::size_class::CANDIDATES {
+        let path = if cli.no_build {
+            bin_dir
+                .join("../class-tables")
+                .join(format!("bench-hakmem-{name}"))
+        } else {
+            runner::build_class_variant(bin_dir, name)?
+        };
+        columns.push(Column::Worker {
+            label: format!("hakmem-{name}"),
+            path,
+        });
+    }
+    if !cli.no_build {
+        // Leave `bench-hakmem` built with the production table.
+        runner::build_class_variant(bin_dir, "")?;
+    }
+    let peers: Vec<Column> = suite::columns(cli.preload.clone())
+        .into_iter()
+        .filter(|c| c.is_peer())
+        .collect();
+    let peers = if cli.allocators.is_empty() {
+        Vec::new()
+    } else {
+        suite::select_columns(peers, &cli.allocators)?
+    };
+    let mut all_columns = peers;
+    all_columns.extend(columns);
+    let rows = suite::select(all, &cli.workloads)?;
+    if rows
+        .iter()
+        .any(|r| matches!(r.workload(cli.quick), Workload::Replay(_)))
+    {
+        return Err("bench classes --speed: trace replays run hktrace, built with the production table; pick other --workloads".into());
+    }
+    let out = cli
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("docs/class-table-run.md"));
+    run_suite(cli, all, bin_dir, all_columns, &out)
+}
+
+fn run_suite(
+    cli: &Cli,
+    all: &[suite::Row],
+    bin_dir: &Path,
+    columns: Vec<Column>,
+    out: &Path,
+) -> Result<(), String> {
     if cli.rounds == 0 {
         return Err("--rounds must be at least 1".into());
     }
     let rows = suite::select(all, &cli.workloads)?;
-    let columns = suite::select_columns(suite::columns(cli.preload.clone()), &cli.allocators)?;
     let bins: Vec<PathBuf> = columns
         .iter()
         .map(|c| runner::worker_path(bin_dir, c))
@@ -152,10 +249,6 @@ fn run_suite(cli: &Cli, all: &[suite::Row], bin_dir: &Path) -> Result<(), String
                 .count()
         })
         .sum();
-    let out = cli
-        .out
-        .clone()
-        .unwrap_or_else(|| workspace_root().join("docs/benchmarks.md"));
     let chart_path = out.with_extension("svg");
 
     let date = machine::now_utc();
@@ -232,7 +325,7 @@ fn run_suite(cli: &Cli, all: &[suite::Row], bin_dir: &Path) -> Result<(), String
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),
     };
-    write_file(&out, &report::markdown(&m, &t, &cx))?;
+    write_file(out, &report::markdown(&m, &t, &cx))?;
     write_file(&chart_path, &bench::chart::svg(&m, &t)?)?;
     eprintln!(
         "wrote {} and {} ({minutes:.1} min)",

@@ -61,9 +61,53 @@ pub fn build_workers(bin_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Builds `bench-hakmem` with the candidate class table `table` (the
+/// build-time variable `HAKMEM_CLASS_TABLE`, see `hakmem::size_class`) in
+/// the driver's target directory and copies it to
+/// `<target>/class-tables/bench-hakmem-<table>`. Only hakmem, the bench
+/// library and this worker are rebuilt. `table = ""` builds it with the
+/// variable unset (the production table) and copies nothing.
+pub fn build_class_variant(bin_dir: &Path, table: &str) -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let target_dir = bin_dir
+        .parent()
+        .ok_or("the driver is not in a cargo target directory")?;
+    eprintln!("building bench-hakmem with HAKMEM_CLASS_TABLE={table:?}…");
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--release", "-p", "bench", "--bin", "bench-hakmem"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(workspace_root());
+    if table.is_empty() {
+        cmd.env_remove("HAKMEM_CLASS_TABLE");
+    } else {
+        cmd.env("HAKMEM_CLASS_TABLE", table);
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("starting {cargo:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "cargo build (class table {table}) failed: {status}"
+        ));
+    }
+    if table.is_empty() {
+        return Ok(bin_dir.join("bench-hakmem"));
+    }
+    let dir = target_dir.join("class-tables");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let to = dir.join(format!("bench-hakmem-{table}"));
+    std::fs::copy(bin_dir.join("bench-hakmem"), &to)
+        .map_err(|e| format!("copy to {}: {e}", to.display()))?;
+    Ok(to)
+}
+
 /// The worker binary of `column` in `bin_dir`, checked to exist.
 pub fn worker_path(bin_dir: &Path, column: &Column) -> Result<PathBuf, String> {
-    let p = bin_dir.join(column.binary());
+    let p = match column {
+        Column::Worker { path, .. } => path.clone(),
+        _ => bin_dir.join(column.binary()),
+    };
     if p.is_file() {
         Ok(p)
     } else {

@@ -217,6 +217,14 @@ pub enum Column {
     },
     /// hakmem, binary `bench-hakmem`.
     Hakmem,
+    /// A hakmem worker binary built another way (`bench classes --speed`:
+    /// one per candidate class table). Not a peer.
+    Worker {
+        /// Column label (e.g. `hakmem-pow2`).
+        label: String,
+        /// The worker binary.
+        path: PathBuf,
+    },
     /// The no-op floor, binary `bench-noop`.
     Floor,
 }
@@ -230,6 +238,7 @@ impl Column {
             Column::Jemalloc => "jemalloc",
             Column::Preload { label, .. } => label,
             Column::Hakmem => "hakmem",
+            Column::Worker { label, .. } => label,
             Column::Floor => "floor",
         }
     }
@@ -241,14 +250,14 @@ impl Column {
             Column::System | Column::Preload { .. } => "system",
             Column::Mimalloc => "mimalloc",
             Column::Jemalloc => "jemalloc",
-            Column::Hakmem => "hakmem",
+            Column::Hakmem | Column::Worker { .. } => "hakmem",
             Column::Floor => "noop",
         }
     }
 
     /// Whether this column is one of the peers hakmem is compared with.
     pub fn is_peer(&self) -> bool {
-        !matches!(self, Column::Hakmem | Column::Floor)
+        !matches!(self, Column::Hakmem | Column::Floor | Column::Worker { .. })
     }
 
     /// The worker binary's file name.
@@ -257,7 +266,7 @@ impl Column {
             Column::System | Column::Preload { .. } => "bench-system",
             Column::Mimalloc => "bench-mimalloc",
             Column::Jemalloc => "bench-jemalloc",
-            Column::Hakmem => "bench-hakmem",
+            Column::Hakmem | Column::Worker { .. } => "bench-hakmem",
             Column::Floor => "bench-noop",
         }
     }

@@ -40,6 +40,11 @@ pub struct Config {
     /// `HAKMEM_LARGE_CACHE`: the most bytes of freed large mappings (up to
     /// 1 MiB of data each) kept for reuse; `0` disables the cache.
     pub large_cache_bytes: usize,
+    /// `HAKMEM_PURGE_THRESHOLD`: the most bytes of empty slabs kept
+    /// committed, whatever their age: when a slab empties past it, every
+    /// empty slab is decommitted at once. `0` decommits each slab as it
+    /// empties.
+    pub purge_threshold_bytes: usize,
 }
 
 /// Bounds of the numeric variables (a value above is rejected, not clamped:
@@ -51,6 +56,8 @@ pub mod limits {
     pub const PURGE_DELAY_MS_MAX: u64 = 3_600_000;
     /// Largest `HAKMEM_LARGE_CACHE` (64 GiB).
     pub const LARGE_CACHE_MAX: u64 = 64 << 30;
+    /// Largest `HAKMEM_PURGE_THRESHOLD` (64 GiB).
+    pub const PURGE_THRESHOLD_MAX: u64 = 64 << 30;
 }
 
 impl Config {
@@ -68,11 +75,16 @@ impl Config {
     ///   most the purge delay after freeing a burst of medium blocks; it holds
     ///   e.g. 64 blocks of 256 KiB, enough for a few buffers per thread of a
     ///   busy 8-thread program, and sits beside the 8 MiB of the arena cache.
+    /// - `purge_threshold_bytes = 4 MiB` (64 slabs of 64 KiB): bounds what a
+    ///   program that frees a burst of small blocks and then goes idle keeps
+    ///   (the delay needs later allocator activity to act; the threshold acts
+    ///   on the frees themselves).
     pub const DEFAULT: Config = Config {
         stats: false,
         arena_cache: 4,
         purge_delay_ms: 100,
         large_cache_bytes: 16 * MIB,
+        purge_threshold_bytes: 4 * MIB,
     };
 
     /// Parses the configuration from `lookup` (variable name → value bytes,
@@ -136,6 +148,12 @@ impl Config {
             "HAKMEM_LARGE_CACHE",
             d.large_cache_bytes as u64,
             limits::LARGE_CACHE_MAX.min(usize::MAX as u64),
+            true,
+        ) as usize;
+        c.purge_threshold_bytes = num(
+            "HAKMEM_PURGE_THRESHOLD",
+            d.purge_threshold_bytes as u64,
+            limits::PURGE_THRESHOLD_MAX.min(usize::MAX as u64),
             true,
         ) as usize;
         if let Some(value) = lookup("HAKMEM_STATS").filter(|v| !v.is_empty()) {
@@ -393,6 +411,7 @@ mod tests {
             ("HAKMEM_ARENA_CACHE", b"0"),
             ("HAKMEM_PURGE_DELAY_MS", b"2500"),
             ("HAKMEM_LARGE_CACHE", b"64m"),
+            ("HAKMEM_PURGE_THRESHOLD", b"0"),
         ]);
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(
@@ -402,6 +421,7 @@ mod tests {
                 arena_cache: 0,
                 purge_delay_ms: 2500,
                 large_cache_bytes: 64 << 20,
+                purge_threshold_bytes: 0,
             }
         );
         for (v, expect) in [

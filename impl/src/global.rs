@@ -108,12 +108,16 @@ fn init_slow() -> Option<&'static Instance<StdBackend>> {
         {
             Ok(_) => {
                 if !crate::os::page_size_ok() {
-                    crate::fatal!("unsupported OS page size (hakmem assumes 4 KiB)");
+                    crate::fatal!(
+                        "unsupported OS page size {} (hakmem needs 4 KiB pages; a 16 or 64 KiB page kernel is not supported)",
+                        crate::os::page_size()
+                    );
                 }
                 let c = config::get();
                 let cfg = InstanceConfig {
                     arena_cache: c.arena_cache,
                     purge_delay_ms: c.purge_delay_ms,
+                    purge_threshold: c.purge_threshold_bytes / crate::size_class::SLOT_SIZE,
                     ..InstanceConfig::DEFAULT
                 };
                 let Some(inst) = Instance::build(cfg) else {

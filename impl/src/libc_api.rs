@@ -33,7 +33,7 @@ use crate::sync::StdBackend;
 use crate::{chunkmap, heap, large, tls};
 use core::ptr::{self, null_mut};
 
-/// The minimum alignment of every block (glibc's x86-64 guarantee).
+/// The minimum alignment of every block (glibc's guarantee on x86-64 and aarch64).
 pub const MIN_ALIGN: usize = 16;
 /// The page size `valloc`/`pvalloc` align to (hakmem assumes 4 KiB pages).
 pub const PAGE: usize = 4096;

@@ -28,19 +28,32 @@ pub const fn round_up(n: usize, align: usize) -> Option<usize> {
     }
 }
 
-/// Whether the running kernel's page size divides [`OS_PAGE`] multiples as
-/// assumed (a 16 KiB or 64 KiB page kernel would need a larger `OS_PAGE`).
-pub fn page_size_ok() -> bool {
+/// The running kernel's page size (`sysconf(_SC_PAGESIZE)`; [`OS_PAGE`]
+/// under Miri). hakmem needs it to be at most [`OS_PAGE`]: the large-block
+/// header page, `madvise` of slot 0's area and `mincore` checks are 4 KiB
+/// granular. aarch64 kernels built for 16 or 64 KiB pages are refused at
+/// start-up with a message (`global::init_slow`), never run wrong.
+pub fn page_size() -> usize {
     #[cfg(not(miri))]
     {
         // SAFETY: sysconf has no memory-safety preconditions.
         let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        ps > 0 && (ps as usize) <= OS_PAGE
+        if ps > 0 {
+            ps as usize
+        } else {
+            0
+        }
     }
     #[cfg(miri)]
     {
-        true
+        OS_PAGE
     }
+}
+
+/// Whether [`page_size`] is one hakmem supports (non-zero, at most [`OS_PAGE`]).
+pub fn page_size_ok() -> bool {
+    let ps = page_size();
+    ps > 0 && ps <= OS_PAGE
 }
 
 /// Maps `size` bytes (a multiple of [`OS_PAGE`]) of zeroed memory aligned to

@@ -182,12 +182,44 @@ pub struct ClassStats {
     pub acquired: [u64; 4],
 }
 
+/// Per-class statistics, one per size class (a newtype: `Default` is not
+/// derived for arrays longer than 32, and candidate class tables are).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PerClass(pub [ClassStats; NUM_CLASSES]);
+
+impl Default for PerClass {
+    fn default() -> Self {
+        Self([ClassStats::default(); NUM_CLASSES])
+    }
+}
+
+impl core::ops::Deref for PerClass {
+    type Target = [ClassStats; NUM_CLASSES];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a PerClass {
+    type Item = &'a ClassStats;
+    type IntoIter = core::slice::Iter<'a, ClassStats>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl core::ops::DerefMut for PerClass {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 /// A statistics snapshot of an instance (see [`crate::stats()`] for the
 /// process-wide one).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Per size class.
-    pub classes: [ClassStats; NUM_CLASSES],
+    pub classes: PerClass,
     /// Delta flushes that were steps of their own (boundary/threshold).
     pub flushes: u64,
     /// Remote lists drained.

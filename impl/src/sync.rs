@@ -334,8 +334,11 @@ impl Backend for StdBackend {
     }
 }
 
-/// A value on its own cache line (for counters every thread writes).
-#[repr(align(64))]
+/// A value on its own cache line (for counters every thread writes): 64
+/// bytes on x86-64; 128 on aarch64, where some cores have 128-byte lines or
+/// fetch lines in pairs.
+#[cfg_attr(target_arch = "aarch64", repr(align(128)))]
+#[cfg_attr(not(target_arch = "aarch64"), repr(align(64)))]
 #[derive(Default)]
 pub struct CachePadded<T>(pub T);
 
