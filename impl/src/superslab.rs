@@ -86,7 +86,7 @@ impl SlotState {
 /// owner on every malloc/free; line 1 (`state`, `used`, `owner`, …) is
 /// read-mostly — the owner's free reads `owner`, a remote freer reads
 /// `owner` and `state` — and written only at claims, flushes and hand-overs.
-/// Remote freers write only the separate remote line, so a remote free no
+/// Remote freers write only the separate remote words, so a remote free no
 /// longer invalidates the line the owner's fast path reads (it did when
 /// `remote` shared line 1 with `owner`: Larson T=2).
 #[repr(C, align(64))]
@@ -146,15 +146,16 @@ impl<B: Backend> SlotMeta<B> {
         (addr & crate::chunkmap::CHUNK_MASK) / core::mem::size_of::<Self>()
     }
 
-    /// The slot's remote-free head word (on its own cache line in the
-    /// header). Only for slots inside a SuperSlab (never the dummy pages).
+    /// The slot's remote-free head word (in the header's remote words, away
+    /// from every slot's metadata lines). Only for slots inside a SuperSlab
+    /// (never the dummy pages).
     #[inline(always)]
     pub fn remote(&self) -> &B::AtomicPtr<u8> {
         // SAFETY: every slot the protocols touch lives in a SuperSlab header
         // (the dummy pages are never drained, pushed to or marked), which is
-        // mapped while its slots are used; the header holds one remote line
+        // mapped while its slots are used; the header holds one remote word
         // per slot.
-        unsafe { &(*self.header()).remote[self.index()].0 }
+        unsafe { &(*self.header()).remote.0[self.index()] }
     }
 
     /// Start of this slot's block area.
@@ -198,9 +199,14 @@ pub(crate) struct SsPooled<B: Backend> {
     pub next_cached: *mut SsHeader<B>,
 }
 
-/// A slot's remote-free head word, alone on its cache line.
+/// The slots' remote-free head words, starting on a cache line of their own
+/// (after the slot metadata): no line holds both a remote word and any
+/// slot's metadata. Unpadded per word — one 64-byte line per word would not
+/// fit the 8 KiB header with the checkers' (larger) atomics — so remote
+/// freers of neighbouring slots may share a line with each other, never
+/// with an owner's hot lines.
 #[repr(C, align(64))]
-pub(crate) struct RemoteLine<B: Backend>(pub(crate) B::AtomicPtr<u8>);
+pub(crate) struct RemoteWords<B: Backend>(pub(crate) [B::AtomicPtr<u8>; SLOTS]);
 
 /// The SuperSlab header, at the base of the SuperSlab.
 ///
@@ -217,7 +223,7 @@ pub struct SsHeader<B: Backend> {
     /// `base + i * size_of::<SlotMeta>()`.
     pub(crate) slots: [SlotMeta<B>; SLOTS],
     /// Slot i's remote-free head word (see [`SlotMeta::remote`]).
-    pub(crate) remote: [RemoteLine<B>; SLOTS],
+    pub(crate) remote: RemoteWords<B>,
     /// Bit i ⇔ slot i is `Empty`.
     pub(crate) empty_mask: B::AtomicU32,
     /// popcount(empty_mask).
@@ -251,11 +257,9 @@ impl<B: Backend> SsHeader<B> {
             for i in 0..SLOTS {
                 slots.add(i).write(SlotMeta::new());
             }
-            let remote = ptr::addr_of_mut!((*h).remote).cast::<RemoteLine<B>>();
+            let remote = ptr::addr_of_mut!((*h).remote).cast::<B::AtomicPtr<u8>>();
             for i in 0..SLOTS {
-                remote
-                    .add(i)
-                    .write(RemoteLine(B::AtomicPtr::new(null_mut())));
+                remote.add(i).write(B::AtomicPtr::new(null_mut()));
             }
             ptr::addr_of_mut!((*h).empty_mask).write(B::AtomicU32::new(0));
             ptr::addr_of_mut!((*h).empty_count).write(B::AtomicU32::new(0));
