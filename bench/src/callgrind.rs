@@ -93,7 +93,11 @@ pub fn table(rows: &[IrRow], cycles: u64, date: &str, stand_in: Option<&str>) ->
         w,
         "Written by `cargo run --release -p bench -- callgrind --cycles {cycles}` on {date}. \
          Instructions inside the timed loop ÷ CYCLES; in parentheses, minus the floor's \
-         (the allocator's own instructions per malloc or free). Deterministic: no rounds needed.\n"
+         (the allocator's own instructions per malloc or free). Deterministic: no rounds needed. \
+         One operation is one malloc or one free (about half each), so the allocator's figure \
+         is the mean of its malloc and free paths, including the call into it: hakmem's malloc \
+         is inlined into the loop by fat LTO (its free is the out-of-line `__rust_dealloc`), \
+         while the C peers are called through their Rust wrappers.\n"
     );
     let labels: Vec<&str> = rows
         .first()

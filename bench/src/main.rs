@@ -324,6 +324,10 @@ fn run_suite(
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        // Beside the report: the hand-maintained reasons and the callgrind
+        // table (both optional; the report says when they are missing).
+        analysis: std::fs::read_to_string(out.with_file_name("benchmarks-analysis.md")).ok(),
+        callgrind: std::fs::read_to_string(out.with_file_name("benchmarks-callgrind.md")).ok(),
     };
     write_file(out, &report::markdown(&m, &t, &cx))?;
     write_file(&chart_path, &bench::chart::svg(&m, &t)?)?;

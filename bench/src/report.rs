@@ -191,6 +191,9 @@ impl Verdict {
 /// line per row it covers.
 #[derive(Clone, Debug)]
 pub struct Target {
+    /// Short name: the `## key` section of the analysis file
+    /// (`docs/benchmarks-analysis.md`) that explains a miss.
+    pub key: &'static str,
     /// The target as issue 7 states it.
     pub title: String,
     /// All rows met → Met; any missed → Missed; else NotMeasured.
@@ -213,8 +216,9 @@ fn overall(lines: &[(Verdict, String)]) -> Verdict {
 pub fn targets(m: &Measurements, t: &Table) -> Vec<Target> {
     let hk = |row: &str| t.get(m, row, &Column::Hakmem);
     let mut out = Vec::new();
-    let mut push = |title: &str, lines: Vec<(Verdict, String)>| {
+    let mut push = |key: &'static str, title: &str, lines: Vec<(Verdict, String)>| {
         out.push(Target {
+            key,
             title: title.to_string(),
             verdict: overall(&lines),
             lines,
@@ -235,11 +239,13 @@ pub fn targets(m: &Measurements, t: &Table) -> Vec<Target> {
         )
     };
     push(
+        "throughput",
         "Throughput ≥ 1.15× the best peer on every row",
         m.rows.iter().map(|r| ratio_line(r, 1.15)).collect(),
     );
     let cost_rows: Vec<&Row> = m.rows.iter().filter(|r| r.cost_target).collect();
     push(
+        "cost",
         "Allocator cost above the floor ≤ 1.5 ns/op on random_mixed WS 256 and the fixed sizes",
         cost_rows
             .iter()
@@ -256,6 +262,7 @@ pub fn targets(m: &Measurements, t: &Table) -> Vec<Target> {
             .collect(),
     );
     push(
+        "rss",
         "Peak RSS ≤ 1.1× the leanest peer on every row",
         m.rows
             .iter()
@@ -312,8 +319,9 @@ pub fn targets(m: &Measurements, t: &Table) -> Vec<Target> {
             "larson_t1 and larson_t2 not both measured".to_string(),
         )],
     };
-    push("Larson T=2 total ≥ 1.8× its T=1", larson);
+    push("larson", "Larson T=2 total ≥ 1.8× its T=1", larson);
     push(
+        "acceptance",
         "Acceptance: ≥ 1.0× the best peer on random_mixed WS 256 and the fixed sizes",
         cost_rows.iter().map(|r| ratio_line(r, 1.0)).collect(),
     );
@@ -335,6 +343,30 @@ pub struct Context {
     pub minutes: f64,
     /// The file name of the chart, beside the report.
     pub chart_file: String,
+    /// The hand-maintained analysis (`docs/benchmarks-analysis.md`): the
+    /// profile and the reason for each target, in `## key` sections (see
+    /// [`Target::key`]); `None` if the file is missing.
+    pub analysis: Option<String>,
+    /// The instruction-count table (`docs/benchmarks-callgrind.md`), if
+    /// present: embedded so that the report holds the profile it cites.
+    pub callgrind: Option<String>,
+}
+
+/// The body of section `## key` of the analysis file (up to the next `## `).
+pub fn analysis_section<'a>(analysis: &'a str, key: &str) -> Option<&'a str> {
+    let heading = format!("## {key}");
+    let mut start = None;
+    let mut off = 0;
+    for l in analysis.split_inclusive('\n') {
+        let at = off;
+        off += l.len();
+        match start {
+            None if l.trim_end() == heading => start = Some(off),
+            Some(s) if l.starts_with("## ") => return Some(analysis[s..at].trim()),
+            _ => {}
+        }
+    }
+    start.map(|s| analysis[s..].trim())
 }
 
 fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
@@ -506,10 +538,50 @@ pub fn markdown(m: &Measurements, t: &Table, cx: &Context) -> String {
         );
     }
     let _ = writeln!(w, "✓ reached, ✗ not reached, – not measured in this run.\n");
-    for tg in targets(m, t) {
+    let _ = writeln!(w, "| target | standing |\n| --- | --- |");
+    let all = targets(m, t);
+    for tg in &all {
+        let _ = writeln!(w, "| {} | {} |", tg.title, tg.verdict.mark());
+    }
+    let _ = writeln!(w);
+    for tg in &all {
         let _ = writeln!(w, "- {} **{}**", tg.verdict.mark(), tg.title);
         for (v, line) in &tg.lines {
             let _ = writeln!(w, "  - {} {line}", v.mark());
+        }
+    }
+    let missed: Vec<&Target> = all
+        .iter()
+        .filter(|t| t.verdict == Verdict::Missed)
+        .collect();
+    if !missed.is_empty() {
+        let _ = writeln!(w, "\n## Why the targets not reached are missed\n");
+        let _ = writeln!(
+            w,
+            "Profiles and reasons, maintained by hand in \
+             [`docs/benchmarks-analysis.md`](benchmarks-analysis.md) (one `## key` section per \
+             target) and included here for each target this run missed; the numbers they quote \
+             come from the run or profile they name.\n"
+        );
+        for tg in missed {
+            let _ = writeln!(w, "### {} ({})\n", tg.title, tg.key);
+            match cx
+                .analysis
+                .as_deref()
+                .and_then(|a| analysis_section(a, tg.key))
+            {
+                Some(text) if !text.is_empty() => {
+                    let _ = writeln!(w, "{text}\n");
+                }
+                _ => {
+                    let _ = writeln!(
+                        w,
+                        "*No analysis recorded: add a `## {}` section to \
+                         docs/benchmarks-analysis.md.*\n",
+                        tg.key
+                    );
+                }
+            }
         }
     }
     let _ = writeln!(
@@ -518,11 +590,19 @@ pub fn markdown(m: &Measurements, t: &Table, cx: &Context) -> String {
          --json --no-baseline --repeat N`; their floor column is `--alloc noop` (the replayer's own \
          cost), and their peak RSS includes the loaded trace (the same for every allocator)."
     );
-    let _ = writeln!(
-        w,
-        "\nFor every target not reached, issue 7 asks for the profile and the reason: see \
-         *Instruction counts* below for the per-operation instruction counts against the peers."
-    );
+    if let Some(cg) = &cx.callgrind {
+        let _ = writeln!(
+            w,
+            "\n## Instructions per operation (from docs/benchmarks-callgrind.md)\n"
+        );
+        // The included file's own title is dropped; its date line stays.
+        for l in cg
+            .lines()
+            .skip_while(|l| l.starts_with("# ") || l.trim().is_empty())
+        {
+            let _ = writeln!(w, "{l}");
+        }
+    }
 
     let _ = writeln!(w, "\n## Workloads\n");
     let _ = writeln!(
@@ -720,6 +800,10 @@ mod tests {
             command: "cargo run --release -p bench".into(),
             load: ("0 0 0".into(), "1 1 1".into()),
             minutes: 1.0,
+            analysis: Some(
+                "# Analysis\n\n## throughput\nLarson is slower because X.\n\n## rss\nY.\n".into(),
+            ),
+            callgrind: Some("# Instructions\n\n| row | hakmem |\n".into()),
             chart_file: "benchmarks.svg".into(),
         };
         let md = markdown(&m, &t, &cx);
@@ -732,11 +816,25 @@ mod tests {
             "Quick run",
             "trace replays (`replay_*` rows)",
             "benchmarks.svg",
+            "| Throughput ≥ 1.15× the best peer on every row | ✗ |",
+            "Larson is slower because X.",
+            "No analysis recorded: add a `## cost` section",
+            "| row | hakmem |",
         ] {
             assert!(
                 md.to_lowercase().contains(&needle.to_lowercase()),
                 "missing {needle:?} in\n{md}"
             );
         }
+        // Only missed targets get their section; met ones do not.
+        assert!(!md.contains("### Acceptance"), "{md}");
+    }
+
+    #[test]
+    fn analysis_sections_are_cut_at_the_next_heading() {
+        let a = "# T\nintro\n## cost\none\ntwo\n## rss\nthree\n";
+        assert_eq!(analysis_section(a, "cost"), Some("one\ntwo"));
+        assert_eq!(analysis_section(a, "rss"), Some("three"));
+        assert_eq!(analysis_section(a, "larson"), None);
     }
 }

@@ -49,6 +49,13 @@ pub fn entry(addr: usize) -> u8 {
     imp::entry(addr)
 }
 
+/// Whether `addr` lies in a live SuperSlab (the free fast path's test: one
+/// shift, one bounds compare, one byte compare).
+#[inline(always)]
+pub fn is_superslab(addr: usize) -> bool {
+    imp::is_superslab(addr)
+}
+
 /// The kind of the chunk holding `addr`.
 #[inline]
 pub fn kind(addr: usize) -> ChunkKind {
@@ -122,6 +129,12 @@ mod imp {
         at(index).load(Ordering::Acquire)
     }
 
+    #[inline(always)]
+    pub fn is_superslab(addr: usize) -> bool {
+        let index = addr >> CHUNK_SHIFT;
+        index < LEN && at(index).load(Ordering::Acquire) == super::SUPERSLAB
+    }
+
     pub fn slot(addr: usize) -> &'static AtomicU8 {
         let index = addr >> CHUNK_SHIFT;
         assert!(index < LEN, "address beyond the chunk map");
@@ -148,6 +161,10 @@ mod imp {
             }
         }
         0
+    }
+
+    pub fn is_superslab(addr: usize) -> bool {
+        entry(addr) == super::SUPERSLAB
     }
 
     pub fn slot(addr: usize) -> &'static AtomicU8 {

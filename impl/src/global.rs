@@ -44,7 +44,6 @@ static EMPTY_PAGE: StaticCell<SlotMeta<StdBackend>> = StaticCell(UnsafeCell::new
     state: AtomicU32::new(0),
     used: AtomicU32::new(0),
     owner: AtomicPtr::new(null_mut()),
-    remote: AtomicPtr::new(null_mut()),
     next_abandoned: AtomicPtr::new(null_mut()),
     empty_since: AtomicU64::new(0),
     fb: StdCell::new_const(FbLink::new()),

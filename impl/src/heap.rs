@@ -537,7 +537,7 @@ unsafe fn reclaim<B: Backend>(h: &Heap<B>, class: usize) {
 /// heap); `ptr` is any pointer (invalid ones are reported and abort).
 #[inline(always)]
 pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
-    if chunkmap::entry(ptr.addr()) != chunkmap::SUPERSLAB {
+    if !chunkmap::is_superslab(ptr.addr()) {
         // SAFETY: forwarded contract.
         return unsafe { free_not_small(ptr) };
     }
@@ -554,7 +554,9 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
         return unsafe { free_remote(heap, meta, ptr, block) };
     }
     // SAFETY: `heap` owns the page, and the caller gives the block back.
-    let used = unsafe {
+    // `old ≤ 1` (as i32) ⇔ the decremented `used` is ≤ 0, or `used` carried
+    // the full-list bias: one `sub; jle` on x86-64.
+    let old = unsafe {
         m.local.with_mut(|p| {
             let head = (*p).free;
             if head == block {
@@ -564,9 +566,9 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
             B::store_link(ptr.cast(), head);
             (*p).free = block;
             (*p).frees += 1;
-            let u = (*p).used as i32 - 1;
-            (*p).used = u as u32;
-            u
+            let old = (*p).used;
+            (*p).used = old.wrapping_sub(1);
+            old as i32
         })
     };
     // SAFETY: heap is live (it owns the page).
@@ -581,7 +583,7 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
             block: page::block_index(m, ptr, block_size(class as usize) as u32),
         });
     }
-    if used <= 0 {
+    if old <= 1 {
         // SAFETY: owner.
         return unsafe { free_local_cold(h, meta, ptr) };
     }
@@ -841,7 +843,7 @@ pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
         class
     };
     debug_assert_eq!(m.used.load(Ordering::Relaxed), 0);
-    debug_assert!(m.remote.load(Ordering::Relaxed).is_null());
+    debug_assert!(m.remote().load(Ordering::Relaxed).is_null());
     // SAFETY: the slot is still Active, so the SuperSlab is live.
     let ss: &SsHeader<B> = unsafe { &*m.header() };
     let slot = m.index();

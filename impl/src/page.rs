@@ -152,7 +152,7 @@ pub(crate) unsafe fn init_claimed<B: Backend>(meta: &SlotMeta<B>, class: usize) 
         meta.empty_since.store(0, Ordering::Relaxed);
     }
     debug_assert_eq!(meta.used.load(Ordering::Relaxed), 0);
-    debug_assert!(meta.remote.load(Ordering::Relaxed).is_null());
+    debug_assert!(meta.remote().load(Ordering::Relaxed).is_null());
 }
 
 /// `Carve`: bumps up to `max` fresh blocks onto the free list (in address
@@ -212,10 +212,10 @@ pub(crate) unsafe fn drain<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
         // SAFETY: forwarded contract.
         return unsafe { drain_counted(meta, t) };
     }
-    if meta.remote.load(Ordering::Relaxed).is_null() {
+    if meta.remote().load(Ordering::Relaxed).is_null() {
         return 0;
     }
-    let head = meta.remote.swap(null_mut(), Ordering::Acquire);
+    let head = meta.remote().swap(null_mut(), Ordering::Acquire);
     debug_assert_eq!(head as usize & MARKS, 0, "drain of a marked remote word");
     if head.is_null() {
         return 0;
@@ -275,7 +275,7 @@ pub(crate) unsafe fn drain<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
 #[cold]
 unsafe fn drain_counted<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
     let counted = meta.empty_since.swap(0, Ordering::AcqRel) as u32;
-    let head = meta.remote.swap(null_mut(), Ordering::Acquire);
+    let head = meta.remote().swap(null_mut(), Ordering::Acquire);
     // SAFETY: as in `drain`.
     let n = unsafe {
         let mut n = 0u32;
@@ -366,10 +366,10 @@ pub(crate) fn try_mark_full<B: Backend>(meta: &SlotMeta<B>) -> bool {
     let full = ptr::without_provenance_mut::<u8>(FULL);
     if B::MUTANT == Mutant::PageFullNoRecheck {
         // Wrong: overwrites (and so loses) any remote frees pushed meanwhile.
-        meta.remote.store(full, Ordering::SeqCst);
+        meta.remote().store(full, Ordering::SeqCst);
         return true;
     }
-    meta.remote
+    meta.remote()
         .compare_exchange(null_mut(), full, Ordering::SeqCst, Ordering::Acquire)
         .is_ok()
 }
@@ -377,11 +377,11 @@ pub(crate) fn try_mark_full<B: Backend>(meta: &SlotMeta<B>) -> bool {
 /// Owner side of a full page: waits out a `BUSY` freer and clears `FULL`.
 /// Afterwards the word is a plain list head (possibly empty).
 pub(crate) fn clear_full_mark<B: Backend>(meta: &SlotMeta<B>) {
-    let mut h = meta.remote.load(Ordering::Acquire);
+    let mut h = meta.remote().load(Ordering::Acquire);
     loop {
         if h as usize & BUSY != 0 {
             B::spin_hint();
-            h = meta.remote.load(Ordering::Acquire);
+            h = meta.remote().load(Ordering::Acquire);
             continue;
         }
         if h as usize & FULL == 0 {
@@ -389,7 +389,7 @@ pub(crate) fn clear_full_mark<B: Backend>(meta: &SlotMeta<B>) {
         }
         let plain = h.map_addr(|a| a & !FULL);
         match meta
-            .remote
+            .remote()
             .compare_exchange(h, plain, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => return,
@@ -401,7 +401,7 @@ pub(crate) fn clear_full_mark<B: Backend>(meta: &SlotMeta<B>) {
 /// Whether a full page has remote frees to take (waits out a `BUSY` freer).
 pub(crate) fn full_page_has_remote<B: Backend>(meta: &SlotMeta<B>) -> bool {
     loop {
-        let h = meta.remote.load(Ordering::Acquire);
+        let h = meta.remote().load(Ordering::Acquire);
         if h as usize & BUSY != 0 {
             B::spin_hint();
             continue;
@@ -435,19 +435,19 @@ pub(crate) unsafe fn push_remote<B: Backend>(
         // Wrong: the counter the owner trusts is bumped before the push.
         meta.empty_since.fetch_add(1, Ordering::Release);
     }
-    let mut h = meta.remote.load(Ordering::Relaxed);
+    let mut h = meta.remote().load(Ordering::Relaxed);
     loop {
         let marks = h as usize & MARKS;
         if marks & BUSY != 0 {
             B::spin_hint();
-            h = meta.remote.load(Ordering::Relaxed);
+            h = meta.remote().load(Ordering::Relaxed);
             continue;
         }
         if marks == 0 {
             // SAFETY: the caller gave us the block.
             unsafe { B::store_link(block.cast(), h) };
             match meta
-                .remote
+                .remote()
                 .compare_exchange_weak(h, value, publish, Ordering::Relaxed)
             {
                 Ok(_) => return null_mut(),
@@ -457,7 +457,7 @@ pub(crate) unsafe fn push_remote<B: Backend>(
             // FULL: reserve the word, hint the owner, then publish.
             let busy = h.map_addr(|a| a | BUSY);
             match meta
-                .remote
+                .remote()
                 .compare_exchange(h, busy, Ordering::SeqCst, Ordering::Relaxed)
             {
                 Ok(_) => {
@@ -469,7 +469,7 @@ pub(crate) unsafe fn push_remote<B: Backend>(
                     let rest = h.map_addr(|a| a & !MARKS);
                     // SAFETY: the caller gave us the block.
                     unsafe { B::store_link(block.cast(), rest) };
-                    meta.remote.store(value, publish);
+                    meta.remote().store(value, publish);
                     return owner;
                 }
                 Err(x) => h = x,

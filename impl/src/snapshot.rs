@@ -156,7 +156,7 @@ impl<B: Backend> Instance<B> {
                     SlotState::Active(_) => Some(unsafe { page_snap(m) }),
                     _ => None,
                 };
-                let stray_remote = page.is_none() && !m.remote.load(Ordering::Acquire).is_null();
+                let stray_remote = page.is_none() && !m.remote().load(Ordering::Acquire).is_null();
                 slots.push(SlotSnap {
                     state,
                     owner,
@@ -235,7 +235,7 @@ impl<B: Backend> Instance<B> {
 /// The page's owner is not running (quiescent instance).
 unsafe fn page_snap<B: Backend>(m: &SlotMeta<B>) -> PageSnap {
     let shared_used = m.used.load(Ordering::Acquire);
-    let rw = m.remote.load(Ordering::Acquire);
+    let rw = m.remote().load(Ordering::Acquire);
     // SAFETY: forwarded contract.
     unsafe {
         local(m, |p| {

@@ -77,8 +77,18 @@ impl SlotState {
 ///   on claim, abandoned-list push/swap on abandon/reclaim).
 /// - `used` (shared used) is written only by the owner, at flush points;
 ///   `used ≤ capacity`.
-/// - `remote` is the remote-free head word (see `page.rs`): a block
-///   address with the `FULL`/`BUSY` marks in its low bits.
+/// - The remote-free head word ([`SlotMeta::remote`], see `page.rs`: a
+///   block address with the `FULL`/`BUSY` marks in its low bits) is not in
+///   this struct but on a cache line of its own in the header
+///   ([`SsHeader::remote`]).
+///
+/// Cache lines (production, 128 bytes): line 0 is `local`, written by the
+/// owner on every malloc/free; line 1 (`state`, `used`, `owner`, …) is
+/// read-mostly — the owner's free reads `owner`, a remote freer reads
+/// `owner` and `state` — and written only at claims, flushes and hand-overs.
+/// Remote freers write only the separate remote words, so a remote free no
+/// longer invalidates the line the owner's fast path reads (it did when
+/// `remote` shared line 1 with `owner`: Larson T=2).
 #[repr(C, align(64))]
 pub struct SlotMeta<B: Backend> {
     /// Owner-local page state (free list, counters, list links).
@@ -89,8 +99,6 @@ pub struct SlotMeta<B: Backend> {
     pub(crate) used: B::AtomicU32,
     /// The owning heap, null when none (unused, empty or abandoned).
     pub(crate) owner: B::AtomicPtr<Heap<B>>,
-    /// Remote-free head word.
-    pub(crate) remote: B::AtomicPtr<u8>,
     /// Link of the per-class abandoned list.
     pub(crate) next_abandoned: B::AtomicPtr<SlotMeta<B>>,
     /// When the slot became `Empty` (instance clock, ms), for purging;
@@ -108,7 +116,6 @@ impl<B: Backend> SlotMeta<B> {
             state: B::AtomicU32::new(SlotState::Unused.word()),
             used: B::AtomicU32::new(0),
             owner: B::AtomicPtr::new(null_mut()),
-            remote: B::AtomicPtr::new(null_mut()),
             next_abandoned: B::AtomicPtr::new(null_mut()),
             empty_since: B::AtomicU64::new(0),
             fb: B::Cell::new(crate::stage1::FbLink::new()),
@@ -137,6 +144,18 @@ impl<B: Backend> SlotMeta<B> {
     pub fn index(&self) -> usize {
         let addr = self as *const Self as usize;
         (addr & crate::chunkmap::CHUNK_MASK) / core::mem::size_of::<Self>()
+    }
+
+    /// The slot's remote-free head word (in the header's remote words, away
+    /// from every slot's metadata lines). Only for slots inside a SuperSlab
+    /// (never the dummy pages).
+    #[inline(always)]
+    pub fn remote(&self) -> &B::AtomicPtr<u8> {
+        // SAFETY: every slot the protocols touch lives in a SuperSlab header
+        // (the dummy pages are never drained, pushed to or marked), which is
+        // mapped while its slots are used; the header holds one remote word
+        // per slot.
+        unsafe { &(*self.header()).remote.0[self.index()] }
     }
 
     /// Start of this slot's block area.
@@ -180,6 +199,15 @@ pub(crate) struct SsPooled<B: Backend> {
     pub next_cached: *mut SsHeader<B>,
 }
 
+/// The slots' remote-free head words, starting on a cache line of their own
+/// (after the slot metadata): no line holds both a remote word and any
+/// slot's metadata. Unpadded per word — one 64-byte line per word would not
+/// fit the 8 KiB header with the checkers' (larger) atomics — so remote
+/// freers of neighbouring slots may share a line with each other, never
+/// with an owner's hot lines.
+#[repr(C, align(64))]
+pub(crate) struct RemoteWords<B: Backend>(pub(crate) [B::AtomicPtr<u8>; SLOTS]);
+
 /// The SuperSlab header, at the base of the SuperSlab.
 ///
 /// # Invariants
@@ -194,6 +222,8 @@ pub struct SsHeader<B: Backend> {
     /// Slot metadata; first, so that slot `i`'s meta is at
     /// `base + i * size_of::<SlotMeta>()`.
     pub(crate) slots: [SlotMeta<B>; SLOTS],
+    /// Slot i's remote-free head word (see [`SlotMeta::remote`]).
+    pub(crate) remote: RemoteWords<B>,
     /// Bit i ⇔ slot i is `Empty`.
     pub(crate) empty_mask: B::AtomicU32,
     /// popcount(empty_mask).
@@ -226,6 +256,10 @@ impl<B: Backend> SsHeader<B> {
             let slots = ptr::addr_of_mut!((*h).slots).cast::<SlotMeta<B>>();
             for i in 0..SLOTS {
                 slots.add(i).write(SlotMeta::new());
+            }
+            let remote = ptr::addr_of_mut!((*h).remote).cast::<B::AtomicPtr<u8>>();
+            for i in 0..SLOTS {
+                remote.add(i).write(B::AtomicPtr::new(null_mut()));
             }
             ptr::addr_of_mut!((*h).empty_mask).write(B::AtomicU32::new(0));
             ptr::addr_of_mut!((*h).empty_count).write(B::AtomicU32::new(0));
