@@ -387,10 +387,20 @@ impl State {
                     self.cfg.max_superslabs
                 );
             }
+            self.room_for_live_ss()?;
         } else {
             self.live_ss(page.ss)?;
         }
         let state = self.slot(page).map_or(SlotState::Unused, |s| s.state);
+        if !matches!(state, SlotState::Active { .. }) {
+            let active = self
+                .pages()
+                .filter(|(_, s)| matches!(s.state, SlotState::Active { .. }))
+                .count();
+            if active >= self.cfg.max_pages {
+                reject!("{active} pages active: the configuration's bound");
+            }
+        }
         match stage {
             Stage::Scan => {
                 let pos = self.registry[usize::from(class.0)]
@@ -744,7 +754,27 @@ impl State {
         Ok(())
     }
 
+    /// The `max_live_superslabs` exploration bound.
+    fn room_for_live_ss(&self) -> Result<(), Rejected> {
+        let live = self
+            .superslabs
+            .iter()
+            .filter(|s| s.status == SsStatus::Live)
+            .count();
+        if live >= self.cfg.max_live_superslabs {
+            reject!("{live} SuperSlabs live: the configuration's bound");
+        }
+        Ok(())
+    }
+
     fn arena_take(&mut self, ss: SsId) -> Result<(), Rejected> {
+        if self
+            .superslabs
+            .get(usize::from(ss.0))
+            .is_some_and(|s| s.status == SsStatus::Cached)
+        {
+            self.room_for_live_ss()?;
+        }
         match self.superslabs.get_mut(usize::from(ss.0)) {
             Some(s) if s.status == SsStatus::Cached => {
                 s.status = SsStatus::Live;

@@ -81,6 +81,16 @@ pub struct Config {
     /// Exploration bound: at most this many blocks live at once
     /// (`usize::MAX` in production).
     pub max_live: usize,
+    /// Exploration bound: at most this many slots `Active` at once (owned or
+    /// abandoned); an `Acquire` beyond it is rejected (`usize::MAX` in
+    /// production).
+    pub max_pages: usize,
+    /// Exploration bound: at most this many SuperSlabs `Live` at once; a
+    /// stage-3 mapping or `ArenaTake` beyond it is rejected (`usize::MAX` in
+    /// production). With 1, a second SuperSlab is mapped only after the
+    /// first went to the arena, which still lets one go to the arena and
+    /// the other to the OS.
+    pub max_live_superslabs: usize,
     /// The injected mutant; `Mutant::None` is the specification.
     pub mutant: Mutant,
 }
@@ -102,6 +112,8 @@ impl Config {
             arena_cache: 4,
             flush_threshold: u32::MAX,
             max_live: usize::MAX,
+            max_pages: usize::MAX,
+            max_live_superslabs: usize::MAX,
             mutant: Mutant::None,
         }
     }
@@ -122,18 +134,27 @@ impl Config {
             arena_cache: 1,
             flush_threshold: 8,
             max_live: usize::MAX,
+            max_pages: usize::MAX,
+            max_live_superslabs: usize::MAX,
             mutant: Mutant::None,
         }
     }
 
     /// The explorer's default tiny configuration: 2 threads, 2 classes,
-    /// 3 slots, capacity 2 (slot 0: 1), 2 SuperSlabs, 1 node, threshold 1.
+    /// 3 slots, capacity 2 (slot 0 too), 2 SuperSlabs (1 live at a time),
+    /// 1 node, threshold 1, arena 1, at most 2 live blocks and 1 page
+    /// `Active` at a time. Its whole reachable set is explored (≈ 1 M
+    /// states up to symmetry); every step kind but `Realloc` (which needs
+    /// two pages) is taken — see docs/model.md.
     pub fn tiny() -> Self {
         Config {
             slots: 3,
+            // Slot 0 loses no capacity here, so that all three slots are
+            // interchangeable (symmetry reduction); medium and production
+            // have the smaller slot 0.
             classes: vec![
-                ClassSpec::with_capacity(2, 1),
-                ClassSpec::with_capacity(2, 1),
+                ClassSpec::with_capacity(2, 2),
+                ClassSpec::with_capacity(2, 2),
             ],
             threads: 2,
             max_superslabs: 2,
@@ -142,6 +163,8 @@ impl Config {
             arena_cache: 1,
             flush_threshold: 1,
             max_live: 2,
+            max_pages: 1,
+            max_live_superslabs: 1,
             mutant: Mutant::None,
         }
     }

@@ -31,14 +31,21 @@ impl State {
     }
 
     /// Every enabled step with the state it leads to.
+    ///
+    /// The same steps as `enabled_steps`, in the same order, each applied
+    /// once. A rejected step leaves the state unchanged (`apply` checks
+    /// before it mutates), so one scratch copy serves every rejected
+    /// candidate and a new copy is made only after an accepted one.
     pub fn successors(&self) -> Vec<(Step, State)> {
-        self.enabled_steps()
-            .into_iter()
-            .filter_map(|s| {
-                let mut next = self.clone();
-                next.apply(&s).ok().map(|()| (s, next))
-            })
-            .collect()
+        let mut out = Vec::new();
+        let mut scratch = self.clone();
+        for s in self.candidates() {
+            match scratch.apply(&s) {
+                Ok(()) => out.push((s, std::mem::replace(&mut scratch, self.clone()))),
+                Err(_) => debug_assert!(scratch == *self, "rejected {s} changed the state"),
+            }
+        }
+        out
     }
 
     /// A superset of the enabled steps, cheaply pre-filtered; `apply`

@@ -9,6 +9,8 @@
 //!   in a state, for the explorer and the generators.
 //! - [`State::check_invariants`] checks the ten named [`Invariant`]s.
 //! - [`Mutant`] selects a deliberately wrong variant at run time.
+//! - [`State::canonical_key`] encodes a state up to the renamings of ids
+//!   the protocol cannot tell apart (symmetry reduction for the explorer).
 #![forbid(unsafe_code)]
 
 mod apply;
@@ -19,6 +21,7 @@ mod invariants;
 mod mutant;
 mod state;
 mod step;
+mod symmetry;
 
 pub use apply::Rejected;
 pub use config::{

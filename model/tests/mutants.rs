@@ -8,11 +8,11 @@ mod common;
 #[global_allocator]
 static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
 
-use model::{Config, Mutant};
+use model::Mutant;
 
 #[test]
 fn the_specification_passes_with_the_mutant_seed() {
-    assert!(common::check(Config::tiny(), 300, 60, 3).is_ok());
+    assert!(common::check(common::tiny(), 300, 60, 3).is_ok());
 }
 
 #[test]
@@ -21,7 +21,7 @@ fn proptest_catches_every_mutant() {
     for m in Mutant::wrong() {
         let expected = m.breaks();
         assert!(!expected.is_empty(), "{} names no invariant", m.name());
-        match common::check(Config::tiny().with_mutant(m), 2000, 60, 3) {
+        match common::check(common::tiny().with_mutant(m), 2000, 60, 3) {
             Ok(()) => missed.push(format!("{}: not caught", m.name())),
             Err((msg, _)) if !expected.iter().any(|i| common::names(&msg, *i)) => missed.push(
                 format!("{}: caught, but not as {expected:?}: {msg}", m.name()),

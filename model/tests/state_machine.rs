@@ -23,7 +23,7 @@ fn assert_holds(cfg: Config, cases: u32, len: usize) {
 
 #[test]
 fn tiny_configuration_keeps_every_invariant() {
-    assert_holds(Config::tiny(), 400, 80);
+    assert_holds(common::tiny(), 400, 80);
 }
 
 #[test]

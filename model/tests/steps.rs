@@ -20,7 +20,7 @@ fn page(ss: u16, slot: u8) -> PageId {
 
 /// t0 owns a fresh page ss0/1 (capacity 2) of class 0 with both blocks carved.
 fn with_page() -> State {
-    let mut s = State::new(Config::tiny());
+    let mut s = State::new(common::tiny());
     let p = page(0, 1);
     s.apply(&Step::Acquire {
         t: T0,
@@ -215,7 +215,7 @@ fn page_empty_needs_nothing_in_use_and_pushes_a_stage1_entry() {
 
 #[test]
 fn exhausted_pool_uses_the_fallback() {
-    let mut s = State::new(Config::tiny());
+    let mut s = State::new(common::tiny());
     for slot in [1u8, 2] {
         let p = page(0, slot);
         let ss = SsId(0);
@@ -505,7 +505,7 @@ proptest! {
     /// invariant.
     #[test]
     fn apply_never_panics_and_enabled_steps_are_complete(steps in proptest::collection::vec(any_step(), 1..150)) {
-        let mut s = State::new(Config::tiny());
+        let mut s = State::new(common::tiny());
         for step in steps {
             let before = s.clone();
             match s.apply(&step) {

@@ -6,12 +6,21 @@
 //! as whole states: memory stays small, at the price of a tiny probability
 //! that two distinct states collide and one is not expanded (about n²/2¹²⁹
 //! for ideal hashing; our two-lane hash is not ideal but far from 2⁻⁶⁴).
+//!
+//! Symmetry reduction (on by default): the fingerprint is taken of
+//! [`State::canonical_key`], so one state per orbit of the id renamings is
+//! expanded (see `model/src/symmetry.rs` for why each renaming is sound).
+//! The queue holds the states as reached — each one the result of its
+//! recorded step applied to its parent as stored — so a trace is a real,
+//! replayable sequence in the original ids; and every state of an orbit is
+//! at the same distance from the (renaming-invariant) initial state, so BFS
+//! still gives shortest traces.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use model::{Config, Invariant, State, Step, Violation};
+use model::{Config, FlushReason, Invariant, Mutant, SsStatus, Stage, State, Step, Violation};
 
 /// What to explore and when to stop.
 #[derive(Clone, Debug)]
@@ -23,6 +32,11 @@ pub struct Options {
     /// Do not expand states at this depth (steps from the initial state):
     /// the run is then exhaustive up to that depth.
     pub max_depth: usize,
+    /// Identify states that differ only by a renaming of ids (symmetry
+    /// reduction).
+    pub symmetry: bool,
+    /// Print a line per BFS level to stderr.
+    pub progress: bool,
 }
 
 impl Default for Options {
@@ -31,6 +45,8 @@ impl Default for Options {
             max_states: 20_000_000,
             stop_at_first: true,
             max_depth: usize::MAX,
+            symmetry: true,
+            progress: false,
         }
     }
 }
@@ -69,6 +85,121 @@ pub struct Outcome {
     pub depth: usize,
     /// Wall time.
     pub elapsed: Duration,
+    /// Transitions taken per step kind (see [`step_kind`]).
+    pub coverage: BTreeMap<&'static str, u64>,
+}
+
+impl Outcome {
+    /// The step kinds of [`expected_kinds`] never taken.
+    pub fn missing_kinds(&self, mutant: Mutant) -> Vec<&'static str> {
+        expected_kinds(mutant)
+            .into_iter()
+            .filter(|k| !self.coverage.contains_key(k))
+            .collect()
+    }
+}
+
+/// Every step kind the default run must take (with `PublishRemote` only
+/// under the `count-before-push` mutant). `Realloc` is not required: it is
+/// the composite of an `AllocFast` and a free (both required), and it needs
+/// two pages `Active` at once, which the default configuration's page bound
+/// excludes; it is reported when taken.
+pub fn expected_kinds(mutant: Mutant) -> Vec<&'static str> {
+    let mut v = vec![
+        "AllocFast",
+        "Carve",
+        "Drain",
+        "Drain+ThresholdFlush",
+        "SetCurrent",
+        "PageFull",
+        "Unfull",
+        "Acquire/Scan",
+        "Acquire/List",
+        "Acquire/Fallback",
+        "Acquire/Unused",
+        "Acquire/Fresh-new",
+        "Acquire/Fresh-arena",
+        "FreeLocal",
+        "FreeLocal/full-page",
+        "FreeRemote",
+        "FreeRemote/full-page",
+        "Flush/Threshold",
+        "Flush/Boundary",
+        "PageEmpty/node",
+        "PageEmpty/fallback",
+        "PageEmpty/relisted",
+        "Abandon",
+        "ThreadExit",
+        "Reclaim",
+        "Retire",
+        "Release/arena",
+        "Release/os",
+        "ArenaTake",
+        "Stage1Discard/List",
+        "Stage1Discard/Fallback",
+    ];
+    if mutant == Mutant::CountBeforePush {
+        v.push("PublishRemote");
+    }
+    v
+}
+
+/// The kind of a transition `before →step after`: the step's name refined
+/// by the path it takes (stage, flush reason, where an entry or a released
+/// SuperSlab goes), so that coverage shows every stage and fallback taken.
+pub fn step_kind(before: &State, step: &Step, after: &State) -> &'static str {
+    let full = |b: model::BlockId| before.slot(b.page()).is_some_and(|s| s.in_full);
+    match *step {
+        Step::Acquire { stage, ss, .. } => match stage {
+            Stage::Scan => "Acquire/Scan",
+            Stage::List => "Acquire/List",
+            Stage::Fallback => "Acquire/Fallback",
+            Stage::Unused => "Acquire/Unused",
+            Stage::Fresh if usize::from(ss.0) == before.superslabs.len() => "Acquire/Fresh-new",
+            Stage::Fresh => "Acquire/Fresh-arena",
+        },
+        Step::Drain { page, .. } => {
+            let flushed =
+                before.slot(page).map(|s| s.shared_used) != after.slot(page).map(|s| s.shared_used);
+            if flushed {
+                "Drain+ThresholdFlush"
+            } else {
+                "Drain"
+            }
+        }
+        Step::FreeLocal { block, .. } if full(block) => "FreeLocal/full-page",
+        Step::FreeRemote { block, .. } if full(block) => "FreeRemote/full-page",
+        Step::Flush { reason, .. } => match reason {
+            FlushReason::Threshold => "Flush/Threshold",
+            FlushReason::Boundary => "Flush/Boundary",
+        },
+        Step::PageEmpty { .. } => {
+            let count = |s: &State| {
+                (
+                    s.stage1.iter().map(Vec::len).sum::<usize>(),
+                    s.fallback.iter().map(Vec::len).sum::<usize>(),
+                )
+            };
+            let (n0, f0) = count(before);
+            let (n1, f1) = count(after);
+            if n1 > n0 {
+                "PageEmpty/node"
+            } else if f1 > f0 {
+                "PageEmpty/fallback"
+            } else {
+                "PageEmpty/relisted"
+            }
+        }
+        Step::Release { ss } => match after.superslabs.get(usize::from(ss.0)).map(|s| s.status) {
+            Some(SsStatus::Cached) => "Release/arena",
+            _ => "Release/os",
+        },
+        Step::Stage1Discard { source, .. } => match source {
+            model::Stage1Source::List => "Stage1Discard/List",
+            model::Stage1Source::Fallback => "Stage1Discard/Fallback",
+        },
+        _ => step.name(),
+    }
 }
 
 /// A two-lane multiply-rotate hasher (FxHash-style mixing with two
@@ -114,6 +245,17 @@ impl Hasher for Fp128 {
 pub fn fingerprint(s: &State) -> u128 {
     let mut h = Fp128::default();
     s.hash(&mut h);
+    finish(h)
+}
+
+/// The 128-bit fingerprint of a state's orbit: of its canonical key.
+pub fn canonical_fingerprint(s: &State) -> u128 {
+    let mut h = Fp128::default();
+    h.write(&s.canonical_key());
+    finish(h)
+}
+
+fn finish(h: Fp128) -> u128 {
     // Final avalanche of each lane (splitmix64's finaliser).
     let mix = |mut z: u64| {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -129,8 +271,15 @@ pub fn explore(cfg: Config, opts: &Options) -> Outcome {
     let init = State::new(cfg);
     // Per state id: (parent id, step from the parent, depth).
     let mut parents: Vec<(u32, Option<Step>, u32)> = vec![(0, None, 0)];
+    let fp_of = |s: &State| {
+        if opts.symmetry {
+            canonical_fingerprint(s)
+        } else {
+            fingerprint(s)
+        }
+    };
     let mut seen: HashMap<u128, u32> = HashMap::new();
-    seen.insert(fingerprint(&init), 0);
+    seen.insert(fp_of(&init), 0);
     let mut queue: VecDeque<(u32, State)> = VecDeque::new();
     let mut out = Outcome {
         states: 1,
@@ -140,6 +289,7 @@ pub fn explore(cfg: Config, opts: &Options) -> Outcome {
         complete: false,
         depth: 0,
         elapsed: Duration::ZERO,
+        coverage: BTreeMap::new(),
     };
     let init_bad = init.violations();
     if !init_bad.is_empty() {
@@ -154,14 +304,28 @@ pub fn explore(cfg: Config, opts: &Options) -> Outcome {
     queue.push_back((0, init));
     let mut stopped = false;
     let mut cut = false;
+    let mut level = 0;
     'bfs: while let Some((id, state)) = queue.pop_front() {
-        if parents[id as usize].2 as usize >= opts.max_depth {
+        let d = parents[id as usize].2;
+        if opts.progress && d != level {
+            level = d;
+            eprintln!(
+                "depth {d}: {} states, {} queued, {:.1?}",
+                out.states,
+                queue.len() + 1,
+                start.elapsed()
+            );
+        }
+        if d as usize >= opts.max_depth {
             cut = true;
             continue;
         }
         for (step, next) in state.successors() {
             out.transitions += 1;
-            let fp = fingerprint(&next);
+            *out.coverage
+                .entry(step_kind(&state, &step, &next))
+                .or_default() += 1;
+            let fp = fp_of(&next);
             if seen.contains_key(&fp) {
                 continue;
             }

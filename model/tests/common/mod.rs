@@ -13,6 +13,21 @@ use proptest::test_runner::{
 };
 use proptest_state_machine::strategy::Sequential;
 
+/// The proptest suites' tiny configuration: `Config::tiny()` without the
+/// explorer's state-space bounds (one page, one live SuperSlab at a time)
+/// and with the smaller slot 0, so that random sequences reach several
+/// pages, `Realloc` and two live SuperSlabs, which the exhaustive default
+/// run excludes.
+pub fn tiny() -> Config {
+    let mut cfg = Config::tiny();
+    cfg.max_pages = usize::MAX;
+    cfg.max_live_superslabs = usize::MAX;
+    for c in &mut cfg.classes {
+        c.capacity_slot0 = 1;
+    }
+    cfg
+}
+
 /// Step kinds, so that the generator first picks a kind uniformly (rare
 /// steps such as Release are not drowned by the many frees), then one of
 /// the enabled steps of that kind.

@@ -1,5 +1,7 @@
 //! `explore`: breadth-first exploration of every reachable state of a tiny
-//! model configuration. The last line of its output is always
+//! model configuration, up to symmetry (`--no-symmetry` turns the reduction
+//! off). The line before the last reports which step kinds were taken (the
+//! default run fails if one never was); the last line is always
 //! `states: N, transitions: M, violations: V`.
 
 // The product runs on itself.
@@ -10,11 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use model::{ClassSpec, Config, Mutant};
-use verify::explore::{explore, Options};
-
-/// The default depth bound without a mutant: every state reachable in at
-/// most this many steps (1.5 M states of the tiny configuration).
-const DEFAULT_DEPTH: usize = 6;
+use verify::explore::{expected_kinds, explore, Options};
 
 /// Explore the hakmem model exhaustively.
 #[derive(Parser, Debug)]
@@ -32,7 +30,9 @@ struct Args {
     /// Blocks per page (slots 1..).
     #[arg(long, default_value_t = Config::tiny().classes[0].capacity)]
     capacity: u32,
-    /// Blocks per page in slot 0 (it loses the header); default capacity - 1, at least 1.
+    /// Blocks per page in slot 0 (which loses the header in production);
+    /// default: the default configuration's when --capacity is not given,
+    /// otherwise the same as --capacity.
     #[arg(long)]
     capacity_slot0: Option<u32>,
     /// SuperSlabs that may ever be mapped.
@@ -53,14 +53,25 @@ struct Args {
     /// Bound on blocks live at once.
     #[arg(long, default_value_t = Config::tiny().max_live)]
     max_live: usize,
+    /// Bound on slots `Active` at once (pages).
+    #[arg(long, default_value_t = Config::tiny().max_pages)]
+    max_pages: usize,
+    /// Bound on SuperSlabs `Live` at once.
+    #[arg(long, default_value_t = Config::tiny().max_live_superslabs)]
+    max_live_superslabs: usize,
     /// Stop after this many states.
     #[arg(long, default_value_t = Options::default().max_states)]
     max_states: usize,
-    /// Do not expand states deeper than this many steps (default: 6 for
-    /// the specification, unbounded with a mutant, which stops at its
-    /// first violation).
+    /// Do not expand states deeper than this many steps (default: no
+    /// bound, every reachable state).
     #[arg(long)]
     max_depth: Option<usize>,
+    /// Explore every state, not one per orbit of the id renamings.
+    #[arg(long)]
+    no_symmetry: bool,
+    /// Print a line per BFS level (states, queue, time) to stderr.
+    #[arg(long)]
+    progress: bool,
     /// Keep exploring after the first violation (count them all).
     #[arg(long)]
     all_violations: bool,
@@ -84,9 +95,7 @@ fn main() -> ExitCode {
         eprintln!("unknown mutant {:?}; see --list-mutants", args.mutant);
         return ExitCode::from(2);
     };
-    let slot0 = args
-        .capacity_slot0
-        .unwrap_or(args.capacity.saturating_sub(1).max(1));
+    let slot0 = args.capacity_slot0.unwrap_or(args.capacity);
     let cfg = Config {
         slots: args.slots,
         classes: (0..args.classes)
@@ -99,6 +108,8 @@ fn main() -> ExitCode {
         arena_cache: args.arena,
         flush_threshold: args.threshold,
         max_live: args.max_live,
+        max_pages: args.max_pages,
+        max_live_superslabs: args.max_live_superslabs,
         mutant,
     };
     if let Err(e) = cfg.validate() {
@@ -106,7 +117,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     println!(
-        "exploring: {} threads, {} classes, {} slots, capacity {} (slot 0: {slot0}), {} SuperSlabs, node pool {}, threshold {}, arena {}, scan limit {}, max live {}, mutant {}",
+        "exploring: {} threads, {} classes, {} slots, capacity {} (slot 0: {slot0}), {} SuperSlabs, node pool {}, threshold {}, arena {}, scan limit {}, max live {}, max pages {}, max live SuperSlabs {}, mutant {}",
         cfg.threads,
         cfg.classes.len(),
         cfg.slots,
@@ -117,17 +128,18 @@ fn main() -> ExitCode {
         cfg.arena_cache,
         cfg.scan_limit,
         cfg.max_live,
+        cfg.max_pages,
+        cfg.max_live_superslabs,
         mutant.name()
     );
     let opts = Options {
         max_states: args.max_states,
         stop_at_first: !args.all_violations,
-        max_depth: args.max_depth.unwrap_or(if mutant == Mutant::None {
-            DEFAULT_DEPTH
-        } else {
-            usize::MAX
-        }),
+        max_depth: args.max_depth.unwrap_or(usize::MAX),
+        symmetry: !args.no_symmetry,
+        progress: args.progress,
     };
+    let is_default = cfg == Config::tiny();
     let out = explore(cfg, &opts);
     if let Some(found) = &out.first {
         println!("violation after {} steps:", found.trace.len());
@@ -152,11 +164,36 @@ fn main() -> ExitCode {
         },
         out.elapsed
     );
+    let missing = out.missing_kinds(mutant);
+    let expected = expected_kinds(mutant).len();
+    let kinds: Vec<String> = out
+        .coverage
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    println!("transitions by kind: {}", kinds.join(", "));
+    // The default run must show every kind: a reduction or a bound that
+    // hid a behaviour would show here.
+    let coverage_fails = is_default && mutant == Mutant::None && !missing.is_empty();
+    println!(
+        "coverage: {} of {expected} step kinds taken{}{}",
+        expected - missing.len(),
+        if missing.is_empty() {
+            String::new()
+        } else {
+            format!("; never taken: {}", missing.join(", "))
+        },
+        if coverage_fails {
+            " (FAILED: the default run must take every kind)"
+        } else {
+            ""
+        }
+    );
     println!(
         "states: {}, transitions: {}, violations: {}",
         out.states, out.transitions, out.violations
     );
-    if out.violations > 0 {
+    if out.violations > 0 || coverage_fails {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
