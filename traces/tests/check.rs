@@ -284,3 +284,52 @@ fn a_divergence_message_names_file_line_event_and_both_views() {
         }
     }
 }
+
+/// More trace threads than the model's 255 logical threads, one after the
+/// other (as a recorder numbers short-lived threads): finished threads'
+/// heaps are reused; each thread frees a block of the previous one (a free
+/// of a block of an ended thread).
+#[test]
+fn many_sequential_threads_reuse_heaps() {
+    let p = dir().join("threads.hkt");
+    let mut s = String::from("hktrace 1\n");
+    let mut id = 0u64;
+    for t in 0..400u64 {
+        id += 1;
+        s += &format!("a {t} {id} {} 16\n", 16 + (t % 50) * 16);
+        if t > 0 {
+            s += &format!("f {t} {}\n", id - 1);
+        }
+    }
+    std::fs::write(&p, s).unwrap();
+    let rep = check_file::<Record>(&p, &opts(None)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rep.threads, 400);
+    assert_eq!(rep.checked, 799);
+    assert!(
+        rep.logical_threads <= 255 && rep.reused_heaps > 0,
+        "{rep:?}"
+    );
+    assert_eq!(rep.frees_after_exit, 399);
+}
+
+/// More than 255 trace threads live at once cannot be replayed: a clear
+/// error at the line of the first thread too many, not a panic.
+#[test]
+fn too_many_live_threads_is_a_clear_error() {
+    let p = dir().join("live_threads.hkt");
+    let mut s = String::from("hktrace 1\n");
+    for t in 0..300u64 {
+        s += &format!("a {t} {} 16 16\n", t + 1);
+    }
+    for t in 0..300u64 {
+        s += &format!("f {t} {}\n", t + 1);
+    }
+    std::fs::write(&p, s).unwrap();
+    match check_file::<Record>(&p, &opts(None)) {
+        Err(CheckError::Unsupported { line, reason, .. }) => {
+            assert_eq!(line, 257, "{reason}");
+            assert!(reason.contains("255"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

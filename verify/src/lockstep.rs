@@ -799,20 +799,20 @@ fn touched_equal(m: &State, snap: &Snapshot, ids: &IdMap, scope: &Scope) -> bool
         if !same_state {
             return false;
         }
-        match (&ms.state, &isl.page) {
+        let page_ok = match (&ms.state, &isl.page) {
             (SlotState::Active { .. }, Some(p)) => {
-                if ms.carved != p.carved
-                    || ms.shared_used != i64::from(p.shared_used)
-                    || ms.delta != p.delta
-                    || ms.in_full != p.in_full
-                    || !ms.free.iter().rev().eq(p.free.iter())
-                    || !ms.remote.iter().rev().eq(p.remote.iter())
-                {
-                    return false;
-                }
+                ms.carved == p.carved
+                    && ms.shared_used == i64::from(p.shared_used)
+                    && ms.delta == p.delta
+                    && ms.in_full == p.in_full
+                    && ms.free.iter().rev().eq(p.free.iter())
+                    && ms.remote.iter().rev().eq(p.remote.iter())
             }
-            (SlotState::Active { .. }, None) => return false,
-            _ => {}
+            (SlotState::Active { .. }, None) => false,
+            _ => true,
+        };
+        if !page_ok {
+            return false;
         }
     }
     for &c in &scope.classes {
