@@ -129,9 +129,15 @@ fn page_ref<B: Backend>(m: *const SlotMeta<B>) -> PageRef {
     )
 }
 
-fn list_indices<B: Backend>(m: &SlotMeta<B>, mut b: *mut u8, bs: u32, out: &mut Vec<u32>) {
+fn list_indices<B: Backend>(
+    m: &SlotMeta<B>,
+    mut b: *mut u8,
+    bs: u32,
+    out: &mut Vec<u32>,
+    max: usize,
+) {
     let mut guard = 0;
-    while !b.is_null() && guard <= 1 << 20 {
+    while !b.is_null() && guard <= 1 << 20 && out.len() < max {
         out.push(crate::page::block_index(m, b, bs));
         // SAFETY: quiescent instance: the block is on a list of this page.
         b = unsafe { B::load_link(b.cast()) };
@@ -158,6 +164,9 @@ pub struct Scope<'a> {
     pub heaps: Option<&'a [u32]>,
     /// Count the node pool's free nodes (a walk of the pool).
     pub nodes: bool,
+    /// Read only the head of each page's free and remote lists (O(1) per
+    /// page; `PageSnap::used` still says how many blocks are not free).
+    pub heads_only: bool,
 }
 
 impl Scope<'_> {
@@ -168,6 +177,7 @@ impl Scope<'_> {
         classes: None,
         heaps: None,
         nodes: true,
+        heads_only: false,
     };
 }
 
@@ -235,7 +245,7 @@ impl<B: Backend> Instance<B> {
                 let page = match state {
                     _ if !read_page(&(s.base(), i as u8)) => None,
                     // SAFETY: quiescent: no owner touches the page meanwhile.
-                    SlotState::Active(_) => Some(unsafe { page_snap(m) }),
+                    SlotState::Active(_) => Some(unsafe { page_snap(m, scope.heads_only) }),
                     _ => None,
                 };
                 let stray_remote = !matches!(state, SlotState::Active(_))
@@ -299,17 +309,20 @@ impl<B: Backend> Instance<B> {
 
 /// # Safety
 /// The page's owner is not running (quiescent instance).
-unsafe fn page_snap<B: Backend>(m: &SlotMeta<B>) -> PageSnap {
+/// `heads_only`: the free and remote lists hold their head only (at most
+/// one index); `used` still counts the whole free list.
+unsafe fn page_snap<B: Backend>(m: &SlotMeta<B>, heads_only: bool) -> PageSnap {
+    let max = if heads_only { 1 } else { usize::MAX };
     let shared_used = m.used.load(Ordering::Acquire);
     let rw = m.remote.load(Ordering::Acquire);
     // SAFETY: forwarded contract.
     unsafe {
         local(m, |p| {
             let mut free = Vec::new();
-            list_indices(m, p.free, p.block_size, &mut free);
+            list_indices(m, p.free, p.block_size, &mut free, max);
             let mut remote = Vec::new();
             let head = rw.map_addr(|a| a & !(FULL | BUSY));
-            list_indices(m, head, p.block_size, &mut remote);
+            list_indices(m, head, p.block_size, &mut remote, max);
             let used = p.used & !IN_FULL_BIAS;
             PageSnap {
                 capacity: p.capacity,

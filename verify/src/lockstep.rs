@@ -801,12 +801,16 @@ fn touched_equal(m: &State, snap: &Snapshot, ids: &IdMap, scope: &Scope) -> bool
         }
         let page_ok = match (&ms.state, &isl.page) {
             (SlotState::Active { .. }, Some(p)) => {
+                // Lists: length (free: through `used`) and head; the whole
+                // lists are compared by the full checks.
                 ms.carved == p.carved
+                    && ms.used() == i64::from(p.used)
                     && ms.shared_used == i64::from(p.shared_used)
                     && ms.delta == p.delta
                     && ms.in_full == p.in_full
-                    && ms.free.iter().rev().eq(p.free.iter())
-                    && ms.remote.iter().rev().eq(p.remote.iter())
+                    && ms.free.last() == p.free.first()
+                    && ms.remote.last() == p.remote.first()
+                    && ms.remote.is_empty() == p.remote.is_empty()
             }
             (SlotState::Active { .. }, None) => false,
             _ => true,
@@ -1150,11 +1154,21 @@ impl<B: Backend> Lockstep<B> {
             classes: Some(&classes),
             heaps: Some(&heaps),
             nodes,
+            heads_only: true,
         });
         if touched_equal(&self.model, &snap, &self.ids, &scope) {
             return Ok(());
         }
-        // Something differs: name it with the (slower) views of the scope.
+        // Something differs: name it with the (slower) views of the scope,
+        // from a snapshot with whole lists.
+        let snap = self.inst.snapshot_parts(&hakmem::snapshot::Scope {
+            superslabs: Some(&bases),
+            pages: Some(&pages),
+            classes: Some(&classes),
+            heaps: Some(&heaps),
+            nodes,
+            heads_only: false,
+        });
         let mv = view_of_model_in(&self.model, self.heaps.len(), Some(&scope));
         let iv = view_of_impl_in(&snap, &self.ids, Some(&scope));
         let (part, model, implementation) = first_difference(&mv, &iv).unwrap_or_else(|| {
