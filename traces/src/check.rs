@@ -202,7 +202,10 @@ fn tid_of(ev: &Event) -> u64 {
     }
 }
 
-fn measure(mut r: TraceReader, progress: &mut dyn FnMut(u64, bool)) -> Result<Shape, TraceError> {
+fn measure(
+    mut r: TraceReader,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<Shape, TraceError> {
     let mut s = Shape::default();
     while let Some(ev) = r.next() {
         let ev = ev?;
@@ -216,7 +219,7 @@ fn measure(mut r: TraceReader, progress: &mut dyn FnMut(u64, bool)) -> Result<Sh
         s.peak_live_bytes = s.peak_live_bytes.max(v.live_bytes());
         s.peak_live_blocks = s.peak_live_blocks.max(v.live_blocks());
         if s.events % 65_536 == 0 {
-            progress(s.events, false);
+            progress(s.events, None);
         }
     }
     Ok(s)
@@ -255,12 +258,13 @@ fn has_tag(b: &Block, id: u64) -> bool {
 
 /// Checks the trace `open()` opens (called twice: once to measure, once to
 /// replay) with backend `B` (a recording backend of [`verify::backends`]).
-/// `progress(done, replaying)` is called every 65,536 events of each pass.
+/// `progress(done, total)` is called every 65,536 events of each pass:
+/// `total` is `None` while measuring, the number of events to replay after.
 pub fn check<B: Backend>(
     path: &str,
     open: impl Fn() -> Result<TraceReader, TraceError>,
     opts: &Options,
-    mut progress: impl FnMut(u64, bool),
+    mut progress: impl FnMut(u64, Option<u64>),
 ) -> Result<Report, CheckError> {
     let shape = measure(open()?, &mut progress)?;
     let threads = shape.last.len();
@@ -289,6 +293,7 @@ pub fn check<B: Backend>(
     let mut blocks: HashMap<u64, Block> = HashMap::new();
     let mut r = open()?;
     let mut index = 0u64;
+    progress(0, Some(limit));
     while index < limit {
         let Some(ev) = r.next() else { break };
         let ev = ev?;
@@ -345,6 +350,17 @@ pub fn check<B: Backend>(
                 .filter(|&s| s <= isize::MAX as usize / 2)
                 .ok_or_else(|| unsupported(format!("size {size} does not fit this machine")))
         };
+        let align = match ev {
+            Event::Alloc { align, .. }
+            | Event::Zeroed { align, .. }
+            | Event::Realloc { align, .. } => align,
+            Event::Free { .. } => 16,
+        };
+        if align > 1 << 30 {
+            return Err(unsupported(format!(
+                "alignment {align} is above the replay's limit of 1 GiB"
+            )));
+        }
         match ev {
             Event::Alloc {
                 id, size, align, ..
@@ -437,7 +453,7 @@ pub fn check<B: Backend>(
         }
         index += 1;
         if index % 65_536 == 0 {
-            progress(index, true);
+            progress(index, Some(limit));
         }
     }
     ls.check().map_err(|d| CheckError::Divergence {

@@ -333,3 +333,18 @@ fn too_many_live_threads_is_a_clear_error() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A request the replay cannot make (an alignment above 1 GiB) is a clear
+/// error at its line, not a panic or a bogus divergence.
+#[test]
+fn unreplayable_request_is_a_clear_error() {
+    let p = dir().join("huge_align.hkt");
+    std::fs::write(&p, "hktrace 1\na 0 1 16 16\na 0 2 16 2147483648\n").unwrap();
+    let o = hktrace(&["check", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with(&format!("{}:3: cannot replay: alignment", p.display())),
+        "{err}"
+    );
+}

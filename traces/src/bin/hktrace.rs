@@ -770,15 +770,21 @@ fn cmd_check(path: &Path, json: bool, limit: Option<u64>, full_every: u64) -> Re
     let pb = progress(None, "check: reading");
     let start = std::time::Instant::now();
     let mut replaying = false;
+    let bar =
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
     let r = check::check::<verify::backends::record::Record>(
         &name,
         || TraceReader::open(path),
         &opts,
-        |done, replay| {
-            if replay && !replaying {
+        |done, total| {
+            if let (Some(total), false) = (total, replaying) {
                 replaying = true;
+                pb.set_style(bar.clone());
+                pb.set_length(total);
                 pb.set_message("check: replaying");
-                pb.set_position(0);
+                pb.reset();
             }
             pb.set_position(done);
         },
