@@ -1,9 +1,9 @@
 //! Record mode (`HAKMEM_TRACE=path`) on real programs: the program's output
 //! is unchanged, and every trace file written (the root's `path` and the
 //! `path.<pid>` of every child process) is a valid hktrace v1 file according
-//! to `hktrace validate` (ids, live blocks, thread numbering, alignments).
-//! `hktrace check` (replay against the model) does not exist yet; once it
-//! does, it should run here too.
+//! to `hktrace validate` (ids, live blocks, thread numbering, alignments)
+//! and passes `hktrace check` (replayed on a hakmem instance in lockstep
+//! with the model, one logical thread per recorded thread).
 
 // The product runs on itself.
 #[global_allocator]
@@ -86,6 +86,29 @@ fn record(dir: &Path, mut cmd: Command) -> (Vec<u8>, Vec<PathBuf>) {
     (o.stdout, files)
 }
 
+/// Runs `hktrace check` on `file`: exit 0 and the summary line, whose
+/// event count must be validate's.
+fn check(file: &Path, events: u64) {
+    let o = Command::new(hktrace())
+        .arg("check")
+        .arg(file)
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run hktrace");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "hktrace check {}: {out}{}",
+        file.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        out.lines().last(),
+        Some(format!("checked {events} events, 0 divergences").as_str()),
+        "{out}"
+    );
+}
+
 /// Parses `... N events, ... K threads ...` from validate's summary.
 fn figure(summary: &str, what: &str) -> u64 {
     let words: Vec<&str> = summary
@@ -129,6 +152,7 @@ print(total)
     let mut most_threads = 0;
     for f in &files {
         let s = validate(f);
+        check(f, figure(&s, "events"));
         assert!(
             figure(&s, "events") > 0 || f != &files[0],
             "{}: {s}",
@@ -164,6 +188,7 @@ fn sqlite3_recorded_and_valid() {
     assert_eq!(String::from_utf8_lossy(&out).trim(), "2000|289000");
     let s = validate(&files[0]);
     assert!(figure(&s, "events") > 2000, "{s}");
+    check(&files[0], figure(&s, "events"));
     assert_eq!(figure(&s, "threads"), 1, "{s}");
     let text = std::fs::read_to_string(&files[0]).unwrap();
     assert!(text.starts_with("hktrace 1\n") && text.ends_with('\n'));

@@ -129,9 +129,15 @@ fn page_ref<B: Backend>(m: *const SlotMeta<B>) -> PageRef {
     )
 }
 
-fn list_indices<B: Backend>(m: &SlotMeta<B>, mut b: *mut u8, bs: u32, out: &mut Vec<u32>) {
+fn list_indices<B: Backend>(
+    m: &SlotMeta<B>,
+    mut b: *mut u8,
+    bs: u32,
+    out: &mut Vec<u32>,
+    max: usize,
+) {
     let mut guard = 0;
-    while !b.is_null() && guard <= 1 << 20 {
+    while !b.is_null() && guard <= 1 << 20 && out.len() < max {
         out.push(crate::page::block_index(m, b, bs));
         // SAFETY: quiescent instance: the block is on a list of this page.
         b = unsafe { B::load_link(b.cast()) };
@@ -139,11 +145,96 @@ fn list_indices<B: Backend>(m: &SlotMeta<B>, mut b: *mut u8, bs: u32, out: &mut 
     }
 }
 
+/// Which parts of the state [`Instance::snapshot_parts`] reads: `None` is
+/// every part. Parts left out are absent from the snapshot (SuperSlabs and
+/// heaps) or empty (per-class lists; `free_nodes` is 0 unless `nodes`).
+/// A SuperSlab in the scope has every slot's state and owner; its pages are
+/// read only for slots in `pages`. A heap in the scope has its lists, and
+/// the pages of its full lists are read too (their remote lists decide the
+/// effective `full_hint`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scope<'a> {
+    /// SuperSlab bases.
+    pub superslabs: Option<&'a [usize]>,
+    /// Pages to read.
+    pub pages: Option<&'a [PageRef]>,
+    /// Classes whose registry, stage-1, fallback and abandoned lists to read.
+    pub classes: Option<&'a [usize]>,
+    /// Heap indices.
+    pub heaps: Option<&'a [u32]>,
+    /// Count the node pool's free nodes (a walk of the pool).
+    pub nodes: bool,
+    /// Read only the head of each page's free and remote lists (O(1) per
+    /// page; `PageSnap::used` still says how many blocks are not free).
+    pub heads_only: bool,
+}
+
+impl Scope<'_> {
+    /// Every part.
+    pub const ALL: Scope<'static> = Scope {
+        superslabs: None,
+        pages: None,
+        classes: None,
+        heaps: None,
+        nodes: true,
+        heads_only: false,
+    };
+}
+
+fn wants<T: PartialEq>(set: Option<&[T]>, x: &T) -> bool {
+    set.is_none_or(|s| s.contains(x))
+}
+
 impl<B: Backend> Instance<B> {
     /// The abstract state (call when quiescent).
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_parts(&Scope::ALL)
+    }
+
+    /// The parts of the abstract state named by `scope` (call when
+    /// quiescent): what a checker compares after a call that touched only
+    /// those parts, at a cost proportional to them rather than to the state.
+    pub fn snapshot_parts(&self, scope: &Scope<'_>) -> Snapshot {
+        let mut heaps = Vec::new();
+        let dummy = self.dummy();
+        self.for_each_heap(|h: &Heap<B>| {
+            if !wants(scope.heaps, &h.index) {
+                return;
+            }
+            // SAFETY: quiescent: the heap's thread is not running it.
+            let hs = unsafe {
+                h.hl(|l| {
+                    let cur = |m: *mut SlotMeta<B>| (m != dummy).then(|| page_ref(m));
+                    let list = |l: &crate::heap::List<B>| {
+                        let mut v = Vec::new();
+                        l.for_each(|m| v.push(page_ref(m)));
+                        v
+                    };
+                    HeapSnap {
+                        index: h.index,
+                        alive: h.is_alive(),
+                        full_hint: h.full_hint.load(Ordering::Acquire) != 0,
+                        current: l.current.iter().map(|&m| cur(m)).collect(),
+                        partial: l.partial.iter().map(list).collect(),
+                        full: l.full.iter().map(list).collect(),
+                    }
+                })
+            };
+            heaps.push(hs);
+        });
+        // Pages of the scope's heaps' full lists are read too.
+        let mut extra: Vec<PageRef> = Vec::new();
+        if scope.pages.is_some() {
+            for h in &heaps {
+                extra.extend(h.full.iter().flatten());
+            }
+        }
+        let read_page = |p: &PageRef| wants(scope.pages, p) || extra.contains(p);
         let mut superslabs = Vec::new();
         self.for_each_superslab(|s: &SsHeader<B>, status, map_seq| {
+            if !wants(scope.superslabs, &s.base()) && !extra.iter().any(|p| p.0 == s.base()) {
+                return;
+            }
             let mut slots = Vec::with_capacity(SLOTS);
             for i in 0..SLOTS {
                 let m = s.slot(i);
@@ -152,11 +243,13 @@ impl<B: Backend> Instance<B> {
                 // SAFETY: heaps are never freed.
                 let owner = (!owner.is_null()).then(|| unsafe { (*owner).index });
                 let page = match state {
+                    _ if !read_page(&(s.base(), i as u8)) => None,
                     // SAFETY: quiescent: no owner touches the page meanwhile.
-                    SlotState::Active(_) => Some(unsafe { page_snap(m) }),
+                    SlotState::Active(_) => Some(unsafe { page_snap(m, scope.heads_only) }),
                     _ => None,
                 };
-                let stray_remote = page.is_none() && !m.remote().load(Ordering::Acquire).is_null();
+                let stray_remote = !matches!(state, SlotState::Active(_))
+                    && !m.remote().load(Ordering::Acquire).is_null();
                 slots.push(SlotSnap {
                     state,
                     owner,
@@ -180,6 +273,9 @@ impl<B: Backend> Instance<B> {
         let mut fallback = vec![Vec::new(); NUM_CLASSES];
         let mut abandoned = vec![Vec::new(); NUM_CLASSES];
         for c in 0..NUM_CLASSES {
+            if !wants(scope.classes, &c) {
+                continue;
+            }
             self.registry(c, &mut registry[c]);
             self.stage1.entries(c, &mut |m| stage1[c].push(page_ref(m)));
             self.stage1
@@ -193,36 +289,16 @@ impl<B: Backend> Instance<B> {
         }
         let mut arena = Vec::new();
         self.arena(&mut arena);
-        let mut heaps = Vec::new();
-        let dummy = self.dummy();
-        self.for_each_heap(|h: &Heap<B>| {
-            // SAFETY: quiescent: the heap's thread is not running it.
-            let hs = unsafe {
-                h.hl(|l| {
-                    let cur = |m: *mut SlotMeta<B>| (m != dummy).then(|| page_ref(m));
-                    let list = |l: &crate::heap::List<B>| {
-                        let mut v = Vec::new();
-                        l.for_each(|m| v.push(page_ref(m)));
-                        v
-                    };
-                    HeapSnap {
-                        index: h.index,
-                        alive: h.is_alive(),
-                        full_hint: h.full_hint.load(Ordering::Acquire) != 0,
-                        current: l.current.iter().map(|&m| cur(m)).collect(),
-                        partial: l.partial.iter().map(list).collect(),
-                        full: l.full.iter().map(list).collect(),
-                    }
-                })
-            };
-            heaps.push(hs);
-        });
         Snapshot {
             superslabs,
             registry,
             stage1,
             fallback,
-            free_nodes: self.stage1.free_nodes(),
+            free_nodes: if scope.nodes {
+                self.stage1.free_nodes()
+            } else {
+                0
+            },
             node_pool: self.stage1.node_pool(),
             arena,
             heaps,
@@ -233,17 +309,20 @@ impl<B: Backend> Instance<B> {
 
 /// # Safety
 /// The page's owner is not running (quiescent instance).
-unsafe fn page_snap<B: Backend>(m: &SlotMeta<B>) -> PageSnap {
+/// `heads_only`: the free and remote lists hold their head only (at most
+/// one index); `used` still counts the whole free list.
+unsafe fn page_snap<B: Backend>(m: &SlotMeta<B>, heads_only: bool) -> PageSnap {
+    let max = if heads_only { 1 } else { usize::MAX };
     let shared_used = m.used.load(Ordering::Acquire);
     let rw = m.remote().load(Ordering::Acquire);
     // SAFETY: forwarded contract.
     unsafe {
         local(m, |p| {
             let mut free = Vec::new();
-            list_indices(m, p.free, p.block_size, &mut free);
+            list_indices(m, p.free, p.block_size, &mut free, max);
             let mut remote = Vec::new();
             let head = rw.map_addr(|a| a & !(FULL | BUSY));
-            list_indices(m, head, p.block_size, &mut remote);
+            list_indices(m, head, p.block_size, &mut remote, max);
             let used = p.used & !IN_FULL_BIAS;
             PageSnap {
                 capacity: p.capacity,

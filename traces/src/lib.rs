@@ -13,13 +13,15 @@
 //! - [`stats`]: the figures of a trace;
 //! - [`synth`]: deterministic synthetic traces;
 //! - [`record`]: [`RecordingAlloc`], a `GlobalAlloc` wrapper that records;
-//! - [`replay`]: replaying with real threads against an allocator.
+//! - [`replay`]: replaying with real threads against an allocator;
+//! - [`check`]: replaying on hakmem in lockstep with the model.
 //!
 //! Architecture invariant: readers never panic on input and keep no memory
 //! proportional to the trace except the validator's live set (and its set of
 //! used ids, one interval per gap).
 
 pub mod binary;
+pub mod check;
 pub mod compress;
 pub mod error;
 pub mod event;

@@ -425,10 +425,16 @@ fn pages_str(v: &[PageId]) -> String {
 /// The model's state as a [`View`] (heaps `0..heaps` only: the lockstep
 /// creates model threads as the implementation creates heaps).
 pub fn view_of_model(m: &State, heaps: usize) -> View {
+    view_of_model_in(m, heaps, None)
+}
+
+/// The parts of the model's view in `scope` (`None`: all), as
+/// [`view_of_model`].
+pub fn view_of_model_in(m: &State, heaps: usize, scope: Option<&Scope>) -> View {
     let mut v = View::new();
     for (i, s) in m.superslabs.iter().enumerate() {
         let id = SsId(i as u16);
-        if s.status == SsStatus::Released {
+        if s.status == SsStatus::Released || scope.is_some_and(|sc| !sc.superslabs.contains(&id)) {
             continue;
         }
         v.insert(
@@ -448,6 +454,13 @@ pub fn view_of_model(m: &State, heaps: usize) -> View {
                 ),
             };
             v.insert(format!("{} state", slot_key(id, j)), st);
+            let page = PageId {
+                ss: id,
+                slot: SlotIdx(j as u8),
+            };
+            if scope.is_some_and(|sc| !sc.pages.contains(&page)) {
+                continue;
+            }
             if let SlotState::Active { .. } = sl.state {
                 let free: Vec<u32> = sl.free.iter().rev().copied().collect();
                 let remote: Vec<u32> = sl.remote.iter().rev().copied().collect();
@@ -462,6 +475,9 @@ pub fn view_of_model(m: &State, heaps: usize) -> View {
         }
     }
     for c in 0..m.registry.len() {
+        if scope.is_some_and(|sc| !sc.classes.contains(&c)) {
+            continue;
+        }
         if !m.registry[c].is_empty() {
             let r: Vec<u16> = m.registry[c].iter().map(|s| s.0).collect();
             v.insert(format!("registry[c{c}]"), format!("{r:?}"));
@@ -479,8 +495,13 @@ pub fn view_of_model(m: &State, heaps: usize) -> View {
             v.insert(format!("abandoned[c{c}]"), pages_str(&ab));
         }
     }
-    v.insert("node pool".into(), format!("{} free", m.node_pool.len()));
+    if scope.is_none_or(|sc| sc.nodes) {
+        v.insert("node pool".into(), format!("{} free", m.node_pool.len()));
+    }
     for (t, h) in m.heaps.iter().enumerate().take(heaps) {
+        if scope.is_some_and(|sc| !sc.heaps.contains(&t)) {
+            continue;
+        }
         // The effective hint: set and a full page has remote frees (impl
         // clears a stale hint lazily in its slow path, with no step).
         let pending = h.classes.iter().any(|hc| {
@@ -514,6 +535,13 @@ pub fn view_of_model(m: &State, heaps: usize) -> View {
 
 /// The implementation's snapshot as a [`View`] in the model's terms.
 pub fn view_of_impl(s: &Snapshot, ids: &IdMap) -> View {
+    view_of_impl_in(s, ids, None)
+}
+
+/// The parts of the implementation's view in `scope` (`None`: all), as
+/// [`view_of_impl`]; `s` must hold at least those parts
+/// ([`hakmem::snapshot::Scope`]).
+pub fn view_of_impl_in(s: &Snapshot, ids: &IdMap, scope: Option<&Scope>) -> View {
     let mut v = View::new();
     let unknown = |base: usize| format!("unknown SuperSlab {base:#x}");
     let page = |p: (usize, u8)| -> Result<PageId, String> {
@@ -536,6 +564,9 @@ pub fn view_of_impl(s: &Snapshot, ids: &IdMap) -> View {
             v.insert(format!("unmapped {:#x}", ss.base), unknown(ss.base));
             continue;
         };
+        if scope.is_some_and(|sc| !sc.superslabs.contains(&id)) {
+            continue;
+        }
         let status = match ss.status {
             ImplStatus::Live => SsStatus::Live,
             ImplStatus::Cached => SsStatus::Cached,
@@ -559,6 +590,13 @@ pub fn view_of_impl(s: &Snapshot, ids: &IdMap) -> View {
                 ),
             };
             v.insert(format!("{} state", slot_key(id, j)), st);
+            let page_id = PageId {
+                ss: id,
+                slot: SlotIdx(j as u8),
+            };
+            if scope.is_some_and(|sc| !sc.pages.contains(&page_id)) {
+                continue;
+            }
             if let Some(p) = &sl.page {
                 v.insert(
                     format!("{} page", slot_key(id, j)),
@@ -571,6 +609,9 @@ pub fn view_of_impl(s: &Snapshot, ids: &IdMap) -> View {
         }
     }
     for c in 0..NUM_CLASSES {
+        if scope.is_some_and(|sc| !sc.classes.contains(&c)) {
+            continue;
+        }
         if !s.registry[c].is_empty() {
             let r: Vec<String> = s.registry[c]
                 .iter()
@@ -590,9 +631,14 @@ pub fn view_of_impl(s: &Snapshot, ids: &IdMap) -> View {
             v.insert(format!("abandoned[c{c}]"), pages(&ab));
         }
     }
-    v.insert("node pool".into(), format!("{} free", s.free_nodes));
+    if scope.is_none_or(|sc| sc.nodes) {
+        v.insert("node pool".into(), format!("{} free", s.free_nodes));
+    }
     for h in &s.heaps {
         let t = h.index;
+        if scope.is_some_and(|sc| !sc.heaps.contains(&(t as usize))) {
+            continue;
+        }
         let pending = h
             .full
             .iter()
@@ -623,6 +669,226 @@ pub fn view_of_impl(s: &Snapshot, ids: &IdMap) -> View {
         }
     }
     v
+}
+
+/// The parts of the state a check compares, in the model's terms: a slot's
+/// state for every slot of `superslabs` (and their headers), the page of
+/// each of `pages`, the registry, stage-1, fallback and abandoned lists of
+/// `classes`, the heaps of `heaps` (every class), and the node pool's free
+/// count if `nodes`.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// SuperSlabs (header and every slot's state).
+    pub superslabs: BTreeSet<SsId>,
+    /// Pages (carved, free and remote lists, accounting, full mark).
+    pub pages: BTreeSet<PageId>,
+    /// Per-class lists.
+    pub classes: BTreeSet<usize>,
+    /// Heaps.
+    pub heaps: BTreeSet<usize>,
+    /// The node pool's free count.
+    pub nodes: bool,
+}
+
+/// How much of the state the lockstep compares after each call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckMode {
+    /// After every call, everything: the whole snapshot against the whole
+    /// model, the live-block sets, the model's invariants and the
+    /// implementation's own snapshot check (cost O(state) per call).
+    Full,
+    /// After every call, only what its events touched ([`Scope`]: the
+    /// SuperSlabs and pages they name, the classes of those pages and of the
+    /// events, the heaps of the events and the pages' owners, the node pool
+    /// if a step used it); everything ([`CheckMode::Full`]'s checks) every
+    /// `full_every` calls, after any call with a rare step (thread exit,
+    /// abandon, reclaim, release, arena take), after `new_thread`, `exit`,
+    /// `release_empty`, `purge_now`, and on [`Lockstep::check`].
+    Touched {
+        /// Calls between two full checks.
+        full_every: u64,
+    },
+}
+
+/// The SuperSlab page, heap and class an event names (impl terms).
+fn touched_by(ev: &Event) -> (Option<(usize, u8)>, Option<u32>, Option<u8>) {
+    match *ev {
+        Event::AllocFast {
+            t, class, ss, slot, ..
+        }
+        | Event::SetCurrent { t, class, ss, slot }
+        | Event::Acquire {
+            t, class, ss, slot, ..
+        }
+        | Event::Stage1Discard {
+            t, class, ss, slot, ..
+        } => (Some((ss, slot)), Some(t), Some(class)),
+        Event::Carve { t, ss, slot, .. }
+        | Event::Drain { t, ss, slot, .. }
+        | Event::PageFull { t, ss, slot }
+        | Event::Unfull { t, ss, slot }
+        | Event::FreeLocal { t, ss, slot, .. }
+        | Event::FreeRemote { t, ss, slot, .. }
+        | Event::Flush { t, ss, slot, .. }
+        | Event::PageEmpty { t, ss, slot, .. }
+        | Event::Abandon { t, ss, slot } => (Some((ss, slot)), Some(t), None),
+        Event::Retire { ss, slot } => (Some((ss, slot)), None, None),
+        Event::ThreadExit { t } => (None, Some(t), None),
+        Event::Reclaim { t, class, .. } => (None, Some(t), Some(class)),
+        Event::Release { ss, .. } | Event::ArenaTake { ss } => (Some((ss, 0)), None, None),
+    }
+}
+
+/// Steps after which [`CheckMode::Touched`] compares everything: they move
+/// many pages at once, or SuperSlabs.
+fn is_rare(ev: &Event) -> bool {
+    matches!(
+        ev,
+        Event::ThreadExit { .. }
+            | Event::Abandon { .. }
+            | Event::Reclaim { .. }
+            | Event::Release { .. }
+            | Event::ArenaTake { .. }
+    )
+}
+
+/// Whether the parts of `scope` are equal in the model and in `snap` (a
+/// snapshot of at least those parts): the same relation as comparing
+/// [`view_of_model_in`] with [`view_of_impl_in`], restricted to the pages of
+/// the scope (not every slot of its SuperSlabs) and to the scope's classes
+/// in its heaps, without building strings (the per-event fast path of
+/// [`CheckMode::Touched`]).
+fn touched_equal(m: &State, snap: &Snapshot, ids: &IdMap, scope: &Scope) -> bool {
+    let map = |p: &(usize, u8)| {
+        ids.id(p.0).map(|ss| PageId {
+            ss,
+            slot: SlotIdx(p.1),
+        })
+    };
+    let ss_of = |id: SsId| snap.superslabs.iter().find(|s| ids.id(s.base) == Some(id));
+    for &id in &scope.superslabs {
+        let ms = &m.superslabs[usize::from(id.0)];
+        let Some(is) = ss_of(id) else {
+            return ms.status == SsStatus::Released;
+        };
+        let status = match is.status {
+            ImplStatus::Live => SsStatus::Live,
+            ImplStatus::Cached => SsStatus::Cached,
+        };
+        if ms.status != status
+            || ms.empty_mask != is.empty_mask
+            || ms.empty_count != is.empty_count
+            || ms.total_active != i64::from(is.total_active)
+        {
+            return false;
+        }
+    }
+    for page in &scope.pages {
+        let (Some(ms), Some(is)) = (m.slot(*page), ss_of(page.ss)) else {
+            return false;
+        };
+        let isl = &is.slots[usize::from(page.slot.0)];
+        let same_state = match (ms.state, isl.state) {
+            (SlotState::Unused, ImplSlot::Unused) => true,
+            (SlotState::Empty { class }, ImplSlot::Empty(c) | ImplSlot::Purging(c)) => class.0 == c,
+            (SlotState::Active { class, owner }, ImplSlot::Active(c)) => {
+                class.0 == c && owner.map(|o| u32::from(o.0)) == isl.owner
+            }
+            _ => false,
+        };
+        if !same_state {
+            return false;
+        }
+        let page_ok = match (&ms.state, &isl.page) {
+            (SlotState::Active { .. }, Some(p)) => {
+                // Lists: length (free: through `used`) and head; the whole
+                // lists are compared by the full checks.
+                ms.carved == p.carved
+                    && ms.used() == i64::from(p.used)
+                    && ms.shared_used == i64::from(p.shared_used)
+                    && ms.delta == p.delta
+                    && ms.in_full == p.in_full
+                    && ms.free.last() == p.free.first()
+                    && ms.remote.last() == p.remote.first()
+                    && ms.remote.is_empty() == p.remote.is_empty()
+            }
+            (SlotState::Active { .. }, None) => false,
+            _ => true,
+        };
+        if !page_ok {
+            return false;
+        }
+    }
+    for &c in &scope.classes {
+        let reg_ok = m.registry[c].len() == snap.registry[c].len()
+            && m.registry[c]
+                .iter()
+                .zip(&snap.registry[c])
+                .all(|(a, b)| ids.id(*b) == Some(*a));
+        let s1_ok = m.stage1[c].len() == snap.stage1[c].len()
+            && m.stage1[c]
+                .iter()
+                .rev()
+                .zip(&snap.stage1[c])
+                .all(|(a, b)| map(b) == Some(a.page));
+        let fb_ok = m.fallback[c].len() == snap.fallback[c].len()
+            && m.fallback[c]
+                .iter()
+                .rev()
+                .zip(&snap.fallback[c])
+                .all(|(a, b)| map(b) == Some(*a));
+        let ab_ok = m.abandoned[c].len() == snap.abandoned[c].len() && {
+            let mut ab: Vec<Option<PageId>> = snap.abandoned[c].iter().map(map).collect();
+            ab.sort();
+            m.abandoned[c].iter().zip(&ab).all(|(a, b)| Some(*a) == *b)
+        };
+        if !(reg_ok && s1_ok && fb_ok && ab_ok) {
+            return false;
+        }
+    }
+    if scope.nodes && m.node_pool.len() != snap.free_nodes {
+        return false;
+    }
+    for &t in &scope.heaps {
+        let (Some(mh), Some(ih)) = (
+            m.heaps.get(t),
+            snap.heaps.iter().find(|h| h.index as usize == t),
+        ) else {
+            return false;
+        };
+        let m_pending = mh.classes.iter().any(|hc| {
+            hc.full
+                .iter()
+                .any(|p| m.slot(*p).is_some_and(|s| !s.remote.is_empty()))
+        });
+        let i_pending = ih
+            .full
+            .iter()
+            .flatten()
+            .any(|&p| snap.page(p).is_some_and(|pg| !pg.remote.is_empty()));
+        if mh.alive != ih.alive || (mh.full_hint && m_pending) != (ih.full_hint && i_pending) {
+            return false;
+        }
+        for &c in &scope.classes {
+            let hc = &mh.classes[c];
+            let sorted = |l: &[(usize, u8)]| {
+                let mut v: Vec<Option<PageId>> = l.iter().map(map).collect();
+                v.sort();
+                v
+            };
+            let same = |set: &BTreeSet<PageId>, l: &[(usize, u8)]| {
+                set.len() == l.len() && set.iter().zip(sorted(l)).all(|(a, b)| Some(*a) == b)
+            };
+            if hc.current != ih.current[c].and_then(|p| map(&p))
+                || ih.current[c].is_some_and(|p| map(&p).is_none())
+                || !same(&hc.partial, &ih.partial[c])
+                || !same(&hc.full, &ih.full[c])
+            {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// The first part where two views differ: `(part, model, impl)`.
@@ -663,6 +929,11 @@ pub struct Lockstep<B: Backend> {
     step_counts: BTreeMap<&'static str, u64>,
     /// Check the model's invariants after every step (not only every call).
     pub check_every_step: bool,
+    /// What to compare after each call (default [`CheckMode::Full`]).
+    pub check_mode: CheckMode,
+    since_full: u64,
+    full_checks: u64,
+    touched_checks: u64,
 }
 
 impl<B: Backend> Lockstep<B> {
@@ -697,6 +968,10 @@ impl<B: Backend> Lockstep<B> {
             steps: 0,
             step_counts: BTreeMap::new(),
             check_every_step: false,
+            check_mode: CheckMode::Full,
+            since_full: 0,
+            full_checks: 0,
+            touched_checks: 0,
         }
     }
 
@@ -755,6 +1030,11 @@ impl<B: Backend> Lockstep<B> {
         self.calls
     }
 
+    /// Checks done so far: `(full, touched-parts-only)`.
+    pub fn checks(&self) -> (u64, u64) {
+        (self.full_checks, self.touched_checks)
+    }
+
     fn fail(&self, call: &str, applied: Vec<String>, reason: Reason) -> Divergence {
         Divergence {
             call_index: self.calls,
@@ -778,9 +1058,135 @@ impl<B: Backend> Lockstep<B> {
     /// Applies this call's recorded events to the model, then checks the
     /// snapshot and the invariants. Returns the applied events.
     fn sync(&mut self, call: &str) -> Result<Vec<Event>, Divergence> {
+        self.sync_with(call, false)
+    }
+
+    /// As [`Self::sync`]; `full` forces a full check.
+    fn sync_with(&mut self, call: &str, full: bool) -> Result<Vec<Event>, Divergence> {
         let (events, applied) = self.apply_events(call)?;
-        self.check_with(call, &applied)?;
+        self.after_call(call, &applied, &events, full)?;
         Ok(events)
+    }
+
+    /// The check after a call, by [`CheckMode`].
+    fn after_call(
+        &mut self,
+        call: &str,
+        applied: &[String],
+        events: &[Event],
+        force_full: bool,
+    ) -> Result<(), Divergence> {
+        let full = match self.check_mode {
+            CheckMode::Full => true,
+            CheckMode::Touched { full_every } => {
+                self.since_full += 1;
+                force_full || self.since_full >= full_every || events.iter().any(is_rare)
+            }
+        };
+        if full {
+            self.since_full = 0;
+            self.full_checks += 1;
+            self.check_with(call, applied)
+        } else {
+            self.touched_checks += 1;
+            self.check_touched(call, applied, events)
+        }
+    }
+
+    /// Compares the parts of the state `events` touched ([`CheckMode::Touched`]).
+    fn check_touched(
+        &self,
+        call: &str,
+        applied: &[String],
+        events: &[Event],
+    ) -> Result<(), Divergence> {
+        let mut pages: Vec<(usize, u8)> = Vec::new();
+        let mut classes: Vec<usize> = Vec::new();
+        let mut heaps: Vec<u32> = Vec::new();
+        let mut nodes = false;
+        for ev in events {
+            let (page, t, class) = touched_by(ev);
+            if let Some(p) = page {
+                if !pages.contains(&p) {
+                    pages.push(p);
+                }
+            }
+            heaps.extend(t);
+            classes.extend(class.map(usize::from));
+            nodes |= matches!(
+                ev,
+                Event::Acquire { .. }
+                    | Event::PageEmpty { .. }
+                    | Event::Stage1Discard { .. }
+                    | Event::Retire { .. }
+            );
+        }
+        let mut scope = Scope {
+            nodes,
+            ..Scope::default()
+        };
+        for &(base, slot) in &pages {
+            let Some(ss) = self.ids.id(base) else {
+                continue;
+            };
+            let page = PageId {
+                ss,
+                slot: SlotIdx(slot),
+            };
+            scope.superslabs.insert(ss);
+            scope.pages.insert(page);
+            if let Some(sl) = self.model.slot(page) {
+                classes.extend(sl.class().map(|c| usize::from(c.0)));
+                heaps.extend(sl.owner().map(|o| u32::from(o.0)));
+            }
+        }
+        heaps.retain(|&h| (h as usize) < self.heaps.len());
+        classes.sort_unstable();
+        classes.dedup();
+        heaps.sort_unstable();
+        heaps.dedup();
+        scope.classes = classes.iter().copied().collect();
+        scope.heaps = heaps.iter().map(|&h| h as usize).collect();
+        let bases: Vec<usize> = pages.iter().map(|p| p.0).collect();
+        let snap = self.inst.snapshot_parts(&hakmem::snapshot::Scope {
+            superslabs: Some(&bases),
+            pages: Some(&pages),
+            classes: Some(&classes),
+            heaps: Some(&heaps),
+            nodes,
+            heads_only: true,
+        });
+        if touched_equal(&self.model, &snap, &self.ids, &scope) {
+            return Ok(());
+        }
+        // Something differs: name it with the (slower) views of the scope,
+        // from a snapshot with whole lists.
+        let snap = self.inst.snapshot_parts(&hakmem::snapshot::Scope {
+            superslabs: Some(&bases),
+            pages: Some(&pages),
+            classes: Some(&classes),
+            heaps: Some(&heaps),
+            nodes,
+            heads_only: false,
+        });
+        let mv = view_of_model_in(&self.model, self.heaps.len(), Some(&scope));
+        let iv = view_of_impl_in(&snap, &self.ids, Some(&scope));
+        let (part, model, implementation) = first_difference(&mv, &iv).unwrap_or_else(|| {
+            (
+                "touched parts".into(),
+                "differs from the implementation's (no single part named)".into(),
+                "differs from the model's".into(),
+            )
+        });
+        Err(self.fail(
+            call,
+            applied.to_vec(),
+            Reason::Differs {
+                part,
+                model,
+                implementation,
+            },
+        ))
     }
 
     /// Applies this call's recorded events to the model (no state check).
@@ -897,7 +1303,7 @@ impl<B: Backend> Lockstep<B> {
                 Reason::Result(format!("the new heap's index is {}", t.0)),
             ));
         }
-        let r = self.sync(&call).map(|_| t);
+        let r = self.sync_with(&call, true).map(|_| t);
         self.calls += 1;
         r
     }
@@ -925,6 +1331,31 @@ impl<B: Backend> Lockstep<B> {
         let (events, applied) = self.apply_events(call)?;
         if p.is_null() {
             return Err(self.fail(call, vec![], Reason::Result("null".into())));
+        }
+        if p.addr() % align.max(1) != 0 {
+            return Err(self.fail(
+                call,
+                vec![],
+                Reason::Result(format!("{p:p} is not aligned to {align}")),
+            ));
+        }
+        // Distinct memory: [p, p + size) overlaps no live block (checked for
+        // every block: the model covers only the small classes' identity).
+        let end = p.addr() + size;
+        let below = self.live.range(..=p.addr()).next_back();
+        let above = self.live.range(p.addr()..).next();
+        let overlap = below
+            .filter(|(&a, b)| a + b.size.max(1) > p.addr())
+            .or_else(|| above.filter(|(&a, _)| a < end.max(p.addr() + 1)));
+        if let Some((&a, b)) = overlap {
+            return Err(self.fail(
+                call,
+                vec![],
+                Reason::Result(format!(
+                    "{p:p}..+{size} overlaps the live block {a:#x}..+{}",
+                    b.size
+                )),
+            ));
         }
         let block = match class_for(size, align) {
             None => None,
@@ -976,7 +1407,7 @@ impl<B: Backend> Lockstep<B> {
                 Reason::Result(format!("{p:p} is already live")),
             ));
         }
-        self.check_with(call, &applied)?;
+        self.after_call(call, &applied, &events, false)?;
         Ok(p)
     }
 
@@ -1055,7 +1486,7 @@ impl<B: Backend> Lockstep<B> {
             Ok(id) => {
                 // SAFETY: the lockstep drives every heap from this one thread.
                 unsafe { self.inst.heap(id) }.exit();
-                self.sync(&call).map(|_| ())
+                self.sync_with(&call, true).map(|_| ())
             }
             Err(e) => Err(e),
         };
@@ -1067,7 +1498,7 @@ impl<B: Backend> Lockstep<B> {
     /// `Active` slot. Returns how many.
     pub fn release_empty(&mut self) -> Result<usize, Divergence> {
         let n = self.inst.release_empty();
-        let r = self.sync("release_empty()").map(|_| n);
+        let r = self.sync_with("release_empty()", true).map(|_| n);
         self.calls += 1;
         r
     }
@@ -1076,7 +1507,7 @@ impl<B: Backend> Lockstep<B> {
     /// step; the state must not change). Returns how many.
     pub fn purge_now(&mut self) -> Result<usize, Divergence> {
         let n = self.inst.purge_now();
-        let r = self.sync("purge_now()").map(|_| n);
+        let r = self.sync_with("purge_now()", true).map(|_| n);
         self.calls += 1;
         r
     }
