@@ -417,7 +417,16 @@ pub(crate) unsafe fn take_claimed<B: Backend>(h: &Heap<B>, class: usize, m: &Slo
 /// # Safety
 /// The caller is `h`'s thread.
 unsafe fn process_full_hint<B: Backend>(h: &Heap<B>) {
-    if h.full_hint.swap(0, Ordering::SeqCst) == 0 {
+    // The notification is consumed *before* the pages it announces are
+    // looked at: a free that lands on a full page after the scan passed it
+    // sets the hint again, so it is seen next time.
+    let late = B::MUTANT == Mutant::DrainBeforeOwnershipChange;
+    if late {
+        // Wrong: only read here, cleared after the scan (below).
+        if h.full_hint.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+    } else if h.full_hint.swap(0, Ordering::SeqCst) == 0 {
         return;
     }
     for class in 0..NUM_CLASSES {
@@ -432,6 +441,11 @@ unsafe fn process_full_hint<B: Backend>(h: &Heap<B>) {
                 m = next;
             }
         }
+    }
+    if late {
+        // A free that hinted after its page was scanned is forgotten: its
+        // block is stranded on a full page the owner never looks at again.
+        h.full_hint.store(0, Ordering::SeqCst);
     }
 }
 

@@ -463,8 +463,14 @@ pub(crate) unsafe fn push_remote<B: Backend>(
                 Ok(_) => {
                     let owner = meta.owner.load(Ordering::Acquire);
                     if !owner.is_null() {
+                        // A swap, not a store: the same instruction as a
+                        // SeqCst store on x86 (`xchg`), and loom orders
+                        // read-modify-writes correctly, whereas it may place
+                        // a plain store before the owner's earlier `swap(0)`
+                        // in modification order (loom #282, #389: a false
+                        // "stranded free" in `full_hint_vs_remote`).
                         // SAFETY: heaps are never freed (pooled per instance).
-                        unsafe { (*owner).full_hint.store(1, Ordering::SeqCst) };
+                        unsafe { (*owner).full_hint.swap(1, Ordering::SeqCst) };
                     }
                     let rest = h.map_addr(|a| a & !MARKS);
                     // SAFETY: the caller gave us the block.

@@ -86,8 +86,12 @@ pub enum Mutant {
     /// The abandoned list is popped one page at a time with CAS (ABA) instead
     /// of being swapped out whole (mimalloc 683d8998).
     AbandonedPopOneByOne,
-    /// Remote frees drained before the ownership change instead of after
-    /// (mimalloc #204).
+    /// The full-page notification (`full_hint`, hakmem's form of the
+    /// "delayed free" state) consumed after the owner collected the pages
+    /// it announces instead of before: a remote free that lands in between
+    /// is stranded on a full page (mimalloc #204's window; in hakmem a
+    /// block never leaves its page, so abandon and reclaim have no such
+    /// window: the notification hand-off is where it remains).
     DrainBeforeOwnershipChange,
     /// The owner id is left on an abandoned page (mimalloc 12257e5b).
     AbandonKeepsOwner,

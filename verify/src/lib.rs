@@ -23,8 +23,20 @@ pub fn deep() -> bool {
 /// Runs `f` under loom with [`loom_bound`] (exhaustive up to that bound);
 /// prints the number of executions and the time on stderr.
 pub fn loom_check(f: fn()) {
+    loom_check_at(f, loom_bound());
+}
+
+/// The preemption bound of a scenario that needs `extra` preemptions more
+/// than the default (e.g. `reclaim_aba`: a reclaimer preempted inside its
+/// pop, a second one inside its reclaim).
+pub fn loom_bound_plus(extra: usize) -> usize {
+    loom_bound() + extra
+}
+
+/// Runs `f` under loom with preemption bound `bound`.
+pub fn loom_check_at(f: fn(), bound: usize) {
     let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(loom_bound());
+    b.preemption_bound = Some(bound);
     b.max_branches = 100_000;
     let start = std::time::Instant::now();
     let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -36,7 +48,7 @@ pub fn loom_check(f: fn()) {
     eprintln!(
         "loom: {} executions, preemption bound {}, {:.2?}",
         n.load(std::sync::atomic::Ordering::Relaxed),
-        loom_bound(),
+        bound,
         start.elapsed()
     );
 }

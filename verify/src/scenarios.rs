@@ -95,6 +95,29 @@ pub fn check_final<B: Backend>(inst: &Instance<B>, live: &[usize]) {
         panic!("invariant violated (snapshot check):\n{e}");
     }
     check_live(&s, live);
+    check_hints(&s);
+}
+
+/// Model invariant 8's hint clause: a full page with remote frees has its
+/// owner's `full_hint` set (else the owner never takes those blocks back
+/// while it lives: they are stranded). The converse need not hold: impl
+/// clears a stale hint lazily.
+fn check_hints(s: &Snapshot) {
+    for h in s.heaps.iter().filter(|h| h.alive && !h.full_hint) {
+        for &(base, i) in h.full.iter().flatten() {
+            let page = s
+                .superslabs
+                .iter()
+                .find(|ss| ss.base == base)
+                .and_then(|ss| ss.slots[i as usize].page.as_ref());
+            if page.is_some_and(|p| !p.remote.is_empty()) {
+                panic!(
+                    "stranded free: full page {base:#x}/{i} has remote frees but heap {}'s full_hint is clear",
+                    h.index
+                );
+            }
+        }
+    }
 }
 
 fn check_live(s: &Snapshot, live: &[usize]) {
@@ -250,6 +273,40 @@ pub fn abandon_reclaim<B: Backend, S: Sched>() {
     check_final(&inst, &[]);
 }
 
+/// Two reclaimers racing a third that re-abandons (the ABA of a one-by-one
+/// pop): pages P (head) and Q are abandoned; R1 and R2 are spawned, main is
+/// R3. A schedule that breaks a CAS pop: R1 reads head P and `next` Q and
+/// is preempted; R2 takes P, R3 takes Q, R2 exits and abandons P again
+/// (now alone: `next` null); R1's CAS P → Q succeeds and republishes Q,
+/// which R3 owns (a page in two places). The real whole-list swap has no
+/// such window.
+pub fn reclaim_aba<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(cfg());
+    let (p1, p2) = (heap(&inst), heap(&inst));
+    let (bp, bq) = (alloc(&inst, p1, X), alloc(&inst, p2, X));
+    // Q first, P last: the list is P → Q.
+    exit(&inst, p2);
+    exit(&inst, p1);
+    let (r1, r2, r3) = (heap(&inst), heap(&inst), heap(&inst));
+    let got = Arc::new(std::sync::Mutex::new(0usize));
+    let (i1, g1) = (inst.clone(), got.clone());
+    let j1 = S::spawn(move || {
+        let p = alloc(&i1, r1, X);
+        *g1.lock().unwrap() = p;
+    });
+    let i2 = inst.clone();
+    let j2 = S::spawn(move || {
+        let p = alloc(&i2, r2, X);
+        free(&i2, r2, p);
+        exit(&i2, r2);
+    });
+    let c = alloc(&inst, r3, X);
+    j1();
+    j2();
+    let a = *got.lock().unwrap();
+    check_final(&inst, &[bp, bq, a, c]);
+}
+
 /// Stage 0.5 of class X racing another heap's stage-0.5 claim (class Y) of
 /// the same `Empty` slot.
 pub fn scan_vs_claim<B: Backend, S: Sched>() {
@@ -324,6 +381,24 @@ pub fn page_full_vs_remote<B: Backend, S: Sched>() {
     let mut live = blocks[1..].to_vec();
     live.push(extra);
     check_final(&inst, &live);
+}
+
+/// A remote free to a full page racing the owner's processing of its
+/// full-page hint: heap A has two full pages of 8 KiB blocks (P1 with 7
+/// blocks, P2 with 8) and a third current; B's free to P1 set A's hint;
+/// then C frees a block of P2 while A (allocating another class) processes
+/// the hint. Afterwards a full page with remote frees must have its
+/// owner's hint set (model invariant 8), or the free is stranded.
+pub fn full_hint_vs_remote<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(cfg());
+    let (a, b, c) = (heap(&inst), heap(&inst), heap(&inst));
+    let mut blocks: Vec<usize> = (0..16).map(|_| alloc(&inst, a, 8192)).collect();
+    free(&inst, b, blocks.remove(0));
+    let (i2, v) = (inst.clone(), blocks.remove(7));
+    let j = S::spawn(move || free(&i2, c, v));
+    blocks.push(alloc(&inst, a, Y));
+    j();
+    check_final(&inst, &blocks);
 }
 
 /// Delta flushes (refill boundary, exit) racing remote frees on the same

@@ -34,4 +34,18 @@ loom_test!(flush_vs_remote);
 loom_test!(release_vs_acquire);
 loom_test!(arena_put_take);
 loom_test!(page_full_vs_remote);
+loom_test!(full_hint_vs_remote);
 loom_test!(release_with_unflushed_page);
+
+/// The ABA of a one-by-one abandoned-list pop needs three preemptions (see
+/// `scenarios::reclaim_aba`): bound 3 (4 with `VERIFY_DEEP=1`).
+#[test]
+fn reclaim_aba() {
+    verify::loom_check_at(
+        || {
+            reset_links();
+            sc::reclaim_aba::<LoomBackend, LoomSched>()
+        },
+        verify::loom_bound_plus(1),
+    );
+}

@@ -15,7 +15,7 @@
 //! (loom runs every model thread on it) and is cleared by [`reset_links`]
 //! at the start of each execution.
 
-use super::MutantTag;
+use super::{Inline, MutantTag};
 use core::marker::PhantomData;
 use hakmem::sync::{AtomicIntOps, AtomicOps, Backend, CellOps, Ordering};
 use loom::sync::atomic as la;
@@ -31,100 +31,13 @@ pub struct Loom<M: MutantTag>(PhantomData<M>);
 /// The loom backend of the real protocol.
 pub type LoomBackend = Loom<super::tags::None>;
 
-macro_rules! loom_int {
-    ($name:ident, $inner:ty, $t:ty) => {
-        #[doc = concat!("loom's `", stringify!($inner), "` (newtype).")]
-        #[derive(Debug)]
-        pub struct $name($inner);
-        impl AtomicOps<$t> for $name {
-            fn new(v: $t) -> Self {
-                Self(<$inner>::new(v))
-            }
-            fn load(&self, o: Ordering) -> $t {
-                self.0.load(o)
-            }
-            fn store(&self, v: $t, o: Ordering) {
-                self.0.store(v, o)
-            }
-            fn swap(&self, v: $t, o: Ordering) -> $t {
-                self.0.swap(v, o)
-            }
-            fn compare_exchange(&self, c: $t, n: $t, s: Ordering, f: Ordering) -> Result<$t, $t> {
-                self.0.compare_exchange(c, n, s, f)
-            }
-            fn compare_exchange_weak(
-                &self,
-                c: $t,
-                n: $t,
-                s: Ordering,
-                f: Ordering,
-            ) -> Result<$t, $t> {
-                self.0.compare_exchange_weak(c, n, s, f)
-            }
-        }
-        impl AtomicIntOps<$t> for $name {
-            fn fetch_add(&self, v: $t, o: Ordering) -> $t {
-                self.0.fetch_add(v, o)
-            }
-            fn fetch_sub(&self, v: $t, o: Ordering) -> $t {
-                self.0.fetch_sub(v, o)
-            }
-            fn fetch_or(&self, v: $t, o: Ordering) -> $t {
-                self.0.fetch_or(v, o)
-            }
-            fn fetch_and(&self, v: $t, o: Ordering) -> $t {
-                self.0.fetch_and(v, o)
-            }
-        }
-    };
-}
-
-loom_int!(LoomUsize, la::AtomicUsize, usize);
-loom_int!(LoomU32, la::AtomicU32, u32);
-loom_int!(LoomU64, la::AtomicU64, u64);
-
-/// loom's `AtomicPtr` (newtype).
-#[derive(Debug)]
-pub struct LoomPtr<T>(la::AtomicPtr<T>);
-
-impl<T> AtomicOps<*mut T> for LoomPtr<T> {
-    fn new(v: *mut T) -> Self {
-        Self(la::AtomicPtr::new(v))
-    }
-    fn load(&self, o: Ordering) -> *mut T {
-        self.0.load(o)
-    }
-    fn store(&self, v: *mut T, o: Ordering) {
-        self.0.store(v, o)
-    }
-    fn swap(&self, v: *mut T, o: Ordering) -> *mut T {
-        self.0.swap(v, o)
-    }
-    fn compare_exchange(
-        &self,
-        c: *mut T,
-        n: *mut T,
-        s: Ordering,
-        f: Ordering,
-    ) -> Result<*mut T, *mut T> {
-        self.0.compare_exchange(c, n, s, f)
-    }
-    fn compare_exchange_weak(
-        &self,
-        c: *mut T,
-        n: *mut T,
-        s: Ordering,
-        f: Ordering,
-    ) -> Result<*mut T, *mut T> {
-        self.0.compare_exchange_weak(c, n, s, f)
-    }
-}
-
-// SAFETY: loom's `AtomicPtr<T>` is an atomic word; the pointee is not
-// accessed through it.
-unsafe impl<T> Send for LoomPtr<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for LoomPtr<T> {}
+super::checker_atomics!(
+    Inline, core::convert::identity;
+    (LoomUsize, la::AtomicUsize, usize),
+    (LoomU32, la::AtomicU32, u32),
+    (LoomU64, la::AtomicU64, u64);
+    LoomPtr, la::AtomicPtr
+);
 
 /// loom's `UnsafeCell` (every access is checked for causality).
 #[derive(Debug)]

@@ -9,6 +9,82 @@ pub mod shuttle;
 
 use hakmem::Mutant;
 
+/// Storage of an atomic held inline (loom's are small; see
+/// [`checker_atomics!`]).
+pub type Inline<T> = T;
+
+/// Defines the atomic newtypes of a checker backend (orphan rule: the
+/// backend traits of `hakmem` cannot be implemented on loom's or shuttle's
+/// types directly). `$store` is the storage of the inner atomic (`Inline`,
+/// or `Box` for shuttle's, too large to let a SuperSlab header fit its
+/// 8 KiB) and `$mk` builds it; then the integer newtypes and the pointer
+/// newtype.
+macro_rules! checker_atomics {
+    (
+        $store:ident, $mk:path;
+        $(($name:ident, $inner:ty, $t:ty)),* $(,)?;
+        $pname:ident, $($pinner:ident)::+
+    ) => {
+        $(
+            #[doc = concat!("`", stringify!($inner), "` (newtype).")]
+            #[derive(Debug)]
+            pub struct $name($store<$inner>);
+            impl AtomicOps<$t> for $name {
+                fn new(v: $t) -> Self {
+                    Self($mk(<$inner>::new(v)))
+                }
+                $crate::backends::checker_atomics!(@ops $t);
+            }
+            impl AtomicIntOps<$t> for $name {
+                fn fetch_add(&self, v: $t, o: Ordering) -> $t {
+                    self.0.fetch_add(v, o)
+                }
+                fn fetch_sub(&self, v: $t, o: Ordering) -> $t {
+                    self.0.fetch_sub(v, o)
+                }
+                fn fetch_or(&self, v: $t, o: Ordering) -> $t {
+                    self.0.fetch_or(v, o)
+                }
+                fn fetch_and(&self, v: $t, o: Ordering) -> $t {
+                    self.0.fetch_and(v, o)
+                }
+            }
+        )*
+
+        #[doc = concat!("`", stringify!($($pinner)::+), "` (newtype).")]
+        #[derive(Debug)]
+        pub struct $pname<T>($store<$($pinner)::+<T>>);
+        impl<T> AtomicOps<*mut T> for $pname<T> {
+            fn new(v: *mut T) -> Self {
+                Self($mk($($pinner)::+::new(v)))
+            }
+            $crate::backends::checker_atomics!(@ops *mut T);
+        }
+        // SAFETY: an atomic word; the pointee is not accessed through it.
+        unsafe impl<T> Send for $pname<T> {}
+        // SAFETY: as above.
+        unsafe impl<T> Sync for $pname<T> {}
+    };
+    (@ops $t:ty) => {
+        fn load(&self, o: Ordering) -> $t {
+            self.0.load(o)
+        }
+        fn store(&self, v: $t, o: Ordering) {
+            self.0.store(v, o)
+        }
+        fn swap(&self, v: $t, o: Ordering) -> $t {
+            self.0.swap(v, o)
+        }
+        fn compare_exchange(&self, c: $t, n: $t, s: Ordering, f: Ordering) -> Result<$t, $t> {
+            self.0.compare_exchange(c, n, s, f)
+        }
+        fn compare_exchange_weak(&self, c: $t, n: $t, s: Ordering, f: Ordering) -> Result<$t, $t> {
+            self.0.compare_exchange_weak(c, n, s, f)
+        }
+    };
+}
+pub(crate) use checker_atomics;
+
 /// Selects the injected bug of a checker backend at compile time.
 pub trait MutantTag: 'static + Send + Sync {
     /// The bug.
