@@ -203,3 +203,35 @@ fn sqlite3_recorded_and_valid() {
         }
     }
 }
+
+/// A fork child that leaves through `_exit` runs no exit flush: its file must
+/// still be a valid trace (the header is written when the file is opened).
+#[test]
+fn fork_child_leaving_through_exit_leaves_a_valid_trace() {
+    assert!(
+        have("python3"),
+        "python3 not found (apt-get install -y python3)"
+    );
+    let dir = scratch("record_fork_exit");
+    let script = r#"
+import os
+pid = os.fork()
+if pid == 0:
+    b = [bytes(100) for _ in range(10)]
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent done")
+"#;
+    let mut c = Command::new("python3");
+    c.args(["-c", script]);
+    let (out, files) = record(&dir, c);
+    assert_eq!(String::from_utf8_lossy(&out).trim(), "parent done");
+    // At least the root and the child (a pyenv shim adds its own processes).
+    assert!(files.len() >= 2, "expected the child's trace too: {files:?}");
+    // Every file is a whole trace; the `_exit` child's holds at least the
+    // header (events still buffered at `_exit` are lost, by design).
+    for f in &files {
+        let s = validate(f);
+        check(f, figure(&s, "events"));
+    }
+}

@@ -282,7 +282,7 @@ impl State {
     }
 
     /// Opens the trace file (`base` or `base.<pid>`) and writes the header
-    /// into the buffer; false (with a message) if it cannot be opened.
+    /// to it; false (with a message) if it cannot be opened.
     fn open(&mut self, with_pid: bool) -> bool {
         let mut name = [0u8; PATH_MAX + 24];
         let n = self.base_len;
@@ -314,9 +314,12 @@ impl State {
             return false;
         }
         self.fd = fd;
+        // The header goes out at once: a process that leaves through
+        // `_exit` (a fork child that execs nothing, say) never runs the
+        // exit flush, and its file must still be a valid trace (the header
+        // and every whole buffer flushed before).
+        crate::diag::write_all(fd, b"hktrace 1\n");
         self.len = 0;
-        self.buf[..10].copy_from_slice(b"hktrace 1\n");
-        self.len = 10;
         true
     }
 }
