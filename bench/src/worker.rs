@@ -88,27 +88,9 @@ pub fn self_rusage() -> (u64, u64) {
     (maxrss, ru.ru_minflt.max(0) as u64)
 }
 
-/// The peak resident set of this process's own address space, KiB
-/// (`VmHWM` of `/proc/self/status`). Preferred to `ru_maxrss`, which Linux
-/// carries across `exec`: a worker started by `posix_spawn` (vfork) gets
-/// the *driver's* peak as its floor (a driver of 7 MiB made every worker
-/// report at least 7 MiB). Read into a stack buffer: no allocation.
-pub fn vm_hwm_kib() -> Option<u64> {
-    use std::io::Read;
-    let mut buf = [0u8; 4096];
-    let mut f = std::fs::File::open("/proc/self/status").ok()?;
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return None,
-        }
-    }
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
+/// The peak resident set of this process's own address space, KiB: see
+/// [`traces::replay::vm_hwm_kib`] (why not `ru_maxrss`).
+pub use traces::replay::vm_hwm_kib;
 
 /// The worker's `main`. `allocator` names the binary's allocator in messages;
 /// `stand_in` says what really serves the allocations when the binary is a

@@ -758,7 +758,7 @@ pub fn run_on(
 /// Resource use of this process so far.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Usage {
-    /// Peak resident set, KiB (`getrusage` `ru_maxrss`).
+    /// Peak resident set, KiB ([`vm_hwm_kib`], else `getrusage` `ru_maxrss`).
     pub peak_rss_kib: u64,
     /// Minor page faults.
     pub minflt: u64,
@@ -773,9 +773,31 @@ pub fn usage() -> Usage {
         return Usage::default();
     }
     Usage {
-        peak_rss_kib: ru.ru_maxrss.max(0) as u64,
+        peak_rss_kib: vm_hwm_kib().unwrap_or(ru.ru_maxrss.max(0) as u64),
         minflt: ru.ru_minflt.max(0) as u64,
     }
+}
+
+/// The peak resident set of this process's own address space, KiB
+/// (`VmHWM` of `/proc/self/status`). Preferred to `ru_maxrss`, which Linux
+/// carries across `exec`: a process started by `posix_spawn` (vfork) gets
+/// its *parent's* peak as its floor (a driver of 7 MiB made every worker
+/// report at least 7 MiB). Read into a stack buffer: no allocation.
+pub fn vm_hwm_kib() -> Option<u64> {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    let mut f = std::fs::File::open("/proc/self/status").ok()?;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The current resident set in KiB (`/proc/self/statm`), 0 if unknown.
