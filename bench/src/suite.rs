@@ -121,11 +121,18 @@ fn sharing_row(name: &'static str, scratch: bool) -> Row {
 /// A corpus trace replayed by `hktrace replay` (issue 7's "Replays of the
 /// trace corpus"), 20 times per run (5 quick): one replay takes milliseconds.
 fn replay_row(name: &'static str, trace: &'static str) -> Row {
+    replay_row_times(name, trace, 20)
+}
+
+/// A corpus trace replayed `repeat` times per run (a quarter of that, at
+/// least 1, quick): the real programs' short traces (a few hundred events)
+/// need many repeats to take measurable time.
+fn replay_row_times(name: &'static str, trace: &'static str, repeat: u32) -> Row {
     let w = |repeat| Workload::Replay(ReplayParams { trace, repeat });
     Row {
         name,
-        full: w(20),
-        quick: w(5),
+        full: w(repeat),
+        quick: w((repeat / 4).max(1)),
         cost_target: false,
     }
 }
@@ -165,6 +172,17 @@ pub fn rows() -> Vec<Row> {
         replay_row("replay_c7_only", "c7_only.hkt.gz"),
         replay_row("replay_larson_t2", "larson_t2.hkt.zst"),
         replay_row("replay_larson_t4", "larson_t4.hkt"),
+        // Real programs recorded by traces/corpus/record.sh.
+        replay_row("replay_python3_single", "python3_single.hkt.zst"),
+        replay_row("replay_python3_pool", "python3_pool.hkt.zst"),
+        replay_row("replay_cc1", "cc1.hkt.zst"),
+        replay_row_times("replay_cc_driver", "cc_driver.hkt.zst", 400),
+        replay_row_times("replay_git_init", "git_init.hkt.zst", 400),
+        replay_row_times("replay_git_add", "git_add.hkt.zst", 400),
+        replay_row_times("replay_git_commit", "git_commit.hkt.zst", 200),
+        replay_row_times("replay_git_log", "git_log.hkt.zst", 200),
+        replay_row("replay_sqlite3", "sqlite3.hkt.zst"),
+        replay_row_times("replay_xz_t2", "xz_t2.hkt.zst", 5),
     ]
 }
 

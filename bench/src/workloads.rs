@@ -68,6 +68,16 @@ pub const CORPUS: &[&str] = &[
     "c7_only.hkt.gz",
     "larson_t2.hkt.zst",
     "larson_t4.hkt",
+    "python3_single.hkt.zst",
+    "python3_pool.hkt.zst",
+    "cc1.hkt.zst",
+    "cc_driver.hkt.zst",
+    "git_init.hkt.zst",
+    "git_add.hkt.zst",
+    "git_commit.hkt.zst",
+    "git_log.hkt.zst",
+    "sqlite3.hkt.zst",
+    "xz_t2.hkt.zst",
 ];
 
 /// Parameters of a trace replay row.
