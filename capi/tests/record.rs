@@ -227,7 +227,10 @@ print("parent done")
     let (out, files) = record(&dir, c);
     assert_eq!(String::from_utf8_lossy(&out).trim(), "parent done");
     // At least the root and the child (a pyenv shim adds its own processes).
-    assert!(files.len() >= 2, "expected the child's trace too: {files:?}");
+    assert!(
+        files.len() >= 2,
+        "expected the child's trace too: {files:?}"
+    );
     // Every file is a whole trace; the `_exit` child's holds at least the
     // header (events still buffered at `_exit` are lost, by design).
     for f in &files {

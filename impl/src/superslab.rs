@@ -151,10 +151,9 @@ impl<B: Backend> SlotMeta<B> {
     /// (never the dummy pages).
     #[inline(always)]
     pub fn remote(&self) -> &B::AtomicPtr<u8> {
-        // SAFETY: every slot the protocols touch lives in a SuperSlab header
-        // (the dummy pages are never drained, pushed to or marked), which is
-        // mapped while its slots are used; the header holds one remote word
-        // per slot.
+        // SAFETY: every slot the protocols touch (never a dummy page) lives
+        // in a SuperSlab header, mapped while its slots are used, which
+        // holds one remote word per slot.
         unsafe { &(*self.header()).remote.0[self.index()] }
     }
 
