@@ -325,7 +325,7 @@ fn realloc_grow_shrink_keep_contents() {
         // Shrink a lot: the tail goes back, the pointer stays.
         let mapped = l.stats().mapped_bytes;
         let s = l.realloc(r, 10_000, 8);
-        // (Miri's twin of mremap is `System.realloc`, which may move.)
+        // (Miri's OS twin cannot unmap a tail; it reallocates, which may move.)
         assert!(s == r || cfg!(miri));
         verify(s, 10_000, 5);
         assert!(l.stats().mapped_bytes < mapped);
