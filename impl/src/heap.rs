@@ -612,7 +612,8 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
 ///
 /// On x86-64 one `dec [used]; jle`: LLVM rewrites the test on the new value
 /// into a compare of the old one and so keeps load, `lea`, store, `cmp`, jump
-/// (5 instructions, measured) — whatever form the Rust test takes.
+/// (5 instructions; measured with the test written on the old value, on the
+/// new one, and with the decrement as `unchecked_sub`).
 /// Elsewhere, and under Miri, the same in plain Rust.
 ///
 /// # Safety
