@@ -587,8 +587,14 @@ pub fn markdown(m: &Measurements, t: &Table, cx: &Context) -> String {
     let _ = writeln!(
         w,
         "\nTrace replays (`replay_*` rows) run `hktrace replay <corpus trace> --alloc <allocator> \
-         --json --no-baseline --repeat N`; their floor column is `--alloc noop` (the replayer's own \
-         cost), and their peak RSS includes the loaded trace (the same for every allocator)."
+         --json --no-baseline --repeat N --min-events M`: one OS thread per trace thread, started \
+         once; the whole trace is replayed in passes on those threads (the blocks live at its end \
+         freed after each pass, untimed). The first pass is cold (the threads' heap set-up, \
+         first-touch page faults) and not in the throughput, which is that of the warm passes \
+         after it, added until they hold M events (N passes at least); the page-fault column \
+         counts every pass, the first included. Their floor column is `--alloc noop` (the \
+         replayer's own cost), and their peak RSS includes the loaded trace (the same for every \
+         allocator)."
     );
     if let Some(cg) = &cx.callgrind {
         let _ = writeln!(

@@ -118,21 +118,47 @@ fn sharing_row(name: &'static str, scratch: bool) -> Row {
     }
 }
 
-/// A corpus trace replayed by `hktrace replay` (issue 7's "Replays of the
-/// trace corpus"), 20 times per run (5 quick): one replay takes milliseconds.
+/// Events the warm passes of a replay row hold per run (`--min-events`),
+/// full and quick: the corpus traces hold 300 to 250,000 events, so a
+/// short trace runs thousands of passes on the same threads.
+pub const REPLAY_MIN_EVENTS: u64 = 1_000_000;
+/// The same for `--quick`.
+pub const REPLAY_MIN_EVENTS_QUICK: u64 = 100_000;
+
+/// A corpus trace replayed by `hktrace replay`: a cold first pass, then
+/// warm passes on the same threads until they hold
+/// [`REPLAY_MIN_EVENTS`]; the row's figures are the warm passes'.
 fn replay_row(name: &'static str, trace: &'static str) -> Row {
-    replay_row_times(name, trace, 20)
+    let w = |min_events| {
+        Workload::Replay(ReplayParams {
+            trace,
+            repeat: 2,
+            min_events,
+        })
+    };
+    Row {
+        name,
+        full: w(REPLAY_MIN_EVENTS),
+        quick: w(REPLAY_MIN_EVENTS_QUICK),
+        cost_target: false,
+    }
 }
 
-/// A corpus trace replayed `repeat` times per run (a quarter of that, at
-/// least 1, quick): the real programs' short traces (a few hundred events)
-/// need many repeats to take measurable time.
-fn replay_row_times(name: &'static str, trace: &'static str, repeat: u32) -> Row {
-    let w = |repeat| Workload::Replay(ReplayParams { trace, repeat });
+/// A corpus trace replayed `repeat` passes per run (2 quick) whatever its
+/// length: xz_t2 touches 191 MiB a pass, so an events minimum would take
+/// minutes.
+fn replay_row_passes(name: &'static str, trace: &'static str, repeat: u32) -> Row {
+    let w = |repeat| {
+        Workload::Replay(ReplayParams {
+            trace,
+            repeat,
+            min_events: 0,
+        })
+    };
     Row {
         name,
         full: w(repeat),
-        quick: w((repeat / 4).max(1)),
+        quick: w(2),
         cost_target: false,
     }
 }
@@ -176,13 +202,13 @@ pub fn rows() -> Vec<Row> {
         replay_row("replay_python3_single", "python3_single.hkt.zst"),
         replay_row("replay_python3_pool", "python3_pool.hkt.zst"),
         replay_row("replay_cc1", "cc1.hkt.zst"),
-        replay_row_times("replay_cc_driver", "cc_driver.hkt.zst", 400),
-        replay_row_times("replay_git_init", "git_init.hkt.zst", 400),
-        replay_row_times("replay_git_add", "git_add.hkt.zst", 400),
-        replay_row_times("replay_git_commit", "git_commit.hkt.zst", 200),
-        replay_row_times("replay_git_log", "git_log.hkt.zst", 200),
+        replay_row("replay_cc_driver", "cc_driver.hkt.zst"),
+        replay_row("replay_git_init", "git_init.hkt.zst"),
+        replay_row("replay_git_add", "git_add.hkt.zst"),
+        replay_row("replay_git_commit", "git_commit.hkt.zst"),
+        replay_row("replay_git_log", "git_log.hkt.zst"),
         replay_row("replay_sqlite3", "sqlite3.hkt.zst"),
-        replay_row_times("replay_xz_t2", "xz_t2.hkt.zst", 5),
+        replay_row_passes("replay_xz_t2", "xz_t2.hkt.zst", 5),
     ]
 }
 

@@ -56,8 +56,9 @@ pub enum Workload {
     CacheScratch(SharingParams),
     /// `churn ROUNDS ENTRIES SEED`.
     Churn(ChurnParams),
-    /// `replay FILE REPEAT`: a corpus trace replayed REPEAT times by
-    /// `hktrace replay` (not by a worker binary; see `runner::replay_command`).
+    /// `replay FILE PASSES MIN_EVENTS`: a corpus trace replayed by `hktrace
+    /// replay --repeat PASSES --min-events MIN_EVENTS` (not by a worker
+    /// binary; see `runner::replay_command`).
     Replay(ReplayParams),
 }
 
@@ -85,8 +86,13 @@ pub const CORPUS: &[&str] = &[
 pub struct ReplayParams {
     /// The file in `traces/corpus/` (one of [`CORPUS`]).
     pub trace: &'static str,
-    /// Replays per run (the corpus traces take milliseconds each).
+    /// At least this many passes on the same threads; the figures are those
+    /// of the passes after the first (warm; the first, cold, pays heap
+    /// set-up and first-touch faults).
     pub repeat: u32,
+    /// More passes until the timed ones hold this many events (the short
+    /// traces of the corpus take microseconds a pass).
+    pub min_events: u64,
 }
 
 /// Parameters of random_mixed and its variants.
@@ -164,7 +170,12 @@ impl Workload {
     /// The command line of a worker binary: the name, then the parameters.
     pub fn to_args(&self) -> Vec<String> {
         if let Workload::Replay(p) = self {
-            return vec!["replay".into(), p.trace.into(), p.repeat.to_string()];
+            return vec![
+                "replay".into(),
+                p.trace.into(),
+                p.repeat.to_string(),
+                p.min_events.to_string(),
+            ];
         }
         let nums: Vec<u64> = match *self {
             Workload::RandomMixed(p) | Workload::RandomMixedIndep(p) => vec![
@@ -202,8 +213,8 @@ impl Workload {
     pub fn parse(args: &[String]) -> Result<Self, String> {
         let (name, rest) = args.split_first().ok_or("no workload given")?;
         if name == "replay" {
-            let [file, repeat] = rest else {
-                return Err("replay takes FILE REPEAT".into());
+            let [file, repeat, min_events] = rest else {
+                return Err("replay takes FILE PASSES MIN_EVENTS".into());
             };
             let trace = CORPUS
                 .iter()
@@ -213,8 +224,15 @@ impl Workload {
                 .parse::<u32>()
                 .ok()
                 .filter(|&r| r > 0)
-                .ok_or_else(|| format!("replay: REPEAT {repeat:?} is not a positive number"))?;
-            return Ok(Workload::Replay(ReplayParams { trace, repeat }));
+                .ok_or_else(|| format!("replay: PASSES {repeat:?} is not a positive number"))?;
+            let min_events = min_events
+                .parse::<u64>()
+                .map_err(|_| format!("replay: MIN_EVENTS {min_events:?} is not a number"))?;
+            return Ok(Workload::Replay(ReplayParams {
+                trace,
+                repeat,
+                min_events,
+            }));
         }
         let nums: Vec<u64> = rest
             .iter()

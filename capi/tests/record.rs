@@ -42,10 +42,11 @@ fn hktrace() -> &'static Path {
     })
 }
 
-/// Runs `hktrace validate` on `file`; returns its stdout (panics if invalid).
-fn validate(file: &Path) -> String {
+/// Runs `hktrace SUBCOMMAND file`; returns its stdout (panics unless it
+/// exits 0).
+fn hktrace_ok(subcommand: &str, file: &Path) -> String {
     let o = Command::new(hktrace())
-        .arg("validate")
+        .arg(subcommand)
         .arg(file)
         .env_remove("LD_PRELOAD")
         .output()
@@ -53,11 +54,16 @@ fn validate(file: &Path) -> String {
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
         o.status.success(),
-        "hktrace validate {}: {out}{}",
+        "hktrace {subcommand} {}: {out}{}",
         file.display(),
         String::from_utf8_lossy(&o.stderr)
     );
     out
+}
+
+/// Runs `hktrace validate` on `file`; returns its stdout (panics if invalid).
+fn validate(file: &Path) -> String {
+    hktrace_ok("validate", file)
 }
 
 /// Runs `cmd` preloaded with `HAKMEM_TRACE=<dir>/run.hkt`; returns its stdout
@@ -89,19 +95,7 @@ fn record(dir: &Path, mut cmd: Command) -> (Vec<u8>, Vec<PathBuf>) {
 /// Runs `hktrace check` on `file`: exit 0 and the summary line, whose
 /// event count must be validate's.
 fn check(file: &Path, events: u64) {
-    let o = Command::new(hktrace())
-        .arg("check")
-        .arg(file)
-        .env_remove("LD_PRELOAD")
-        .output()
-        .expect("run hktrace");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "hktrace check {}: {out}{}",
-        file.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = hktrace_ok("check", file);
     assert_eq!(
         out.lines().last(),
         Some(format!("checked {events} events, 0 divergences").as_str()),

@@ -46,8 +46,11 @@
 //! 1. the pointer is OS-page aligned (else: not a block start);
 //! 2. the chunk map counts a live large block in its 2 MiB chunk (else: not
 //!    hakmem's — or already freed and the chunk has no other large block);
-//! 3. the header page is mapped (`mincore`; else: already freed and unmapped,
-//!    or not hakmem's);
+//! 3. the pointer is in the set of live large blocks ([`live`]: a hash set
+//!    under a spin lock, no syscall), so its header page is mapped. Only a
+//!    pointer that is not there is examined further, to name the problem:
+//!    its header page must be mapped (`mincore`; else: already freed and
+//!    unmapped, or not hakmem's);
 //! 4. the header's magic is `MAGIC ^ user` (else: not a block start, e.g. a
 //!    page-aligned pointer into the middle of a block);
 //! 5. the header state is `LIVE` (else: double free of a cached block).
@@ -63,7 +66,8 @@
 //! # Invariants
 //! - A `LIVE` header at `user - 4 KiB` ⇔ `user` was returned by `alloc` or
 //!   `realloc` and not freed since; each such `user` is counted once by
-//!   `chunkmap::add_large`.
+//!   `chunkmap::add_large` and is in the [`live`] set (both through
+//!   [`register`]/[`unregister`]).
 //! - A `FREE` header ⇔ its mapping is in the cache (nowhere else: a freed
 //!   mapping that is not cached is unmapped at once), linked in the bucket
 //!   of [`class_floor`] of its data pages.
@@ -78,6 +82,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::chunkmap::{self, ChunkKind};
 use crate::config;
 use crate::os::{self, OS_PAGE};
+
+mod live;
 
 /// Largest data size, in OS pages, that goes through the cache (1 MiB).
 pub const CACHE_MAX_PAGES: usize = 256;
@@ -159,6 +165,27 @@ struct Header {
     freed_at: u64,
 }
 const _: () = assert!(core::mem::size_of::<Header>() <= OS_PAGE);
+
+/// Records a new live large block at `user`: counted in the chunk map and
+/// put in the [`live`] set. `false` (nothing recorded) when its chunk counts
+/// [`chunkmap::LARGE_MAX`] blocks already or the set cannot grow.
+fn register(user: usize) -> bool {
+    if !chunkmap::add_large(user) {
+        return false;
+    }
+    if !live::insert(user) {
+        chunkmap::remove_large(user);
+        return false;
+    }
+    true
+}
+
+/// Forgets the live large block at `user` (the inverse of [`register`]).
+fn unregister(user: usize) {
+    let was = live::remove(user);
+    debug_assert!(was, "large block {user:#x} was not registered");
+    chunkmap::remove_large(user);
+}
 
 /// The header one OS page below `user`. It is reached through the mapping's
 /// provenance (exposed by `os::map`/`os::remap`), not the caller's pointer,
@@ -774,7 +801,7 @@ impl Large {
                 // SAFETY: a cached mapping is mapped and now ours alone.
                 let (base, map_size) = unsafe { ((*h).base, (*h).map_size) };
                 let user = base.wrapping_add(OS_PAGE);
-                if chunkmap::add_large(user as usize) {
+                if register(user as usize) {
                     // SAFETY: the header page and the data are ours; the data
                     // holds at least `size` bytes (class of the bucket).
                     unsafe {
@@ -826,7 +853,7 @@ impl Large {
                 break;
             };
             let user = base.as_ptr().wrapping_add(plan.user_offset);
-            if chunkmap::add_large(user as usize) {
+            if register(user as usize) {
                 result = Some(user);
                 break;
             }
@@ -854,18 +881,28 @@ impl Large {
     /// `ptr` is not used afterwards; if it is a block of this layer, of this
     /// instance.
     pub unsafe fn free(&self, ptr: *mut u8, func: &str) {
-        let h = match check(ptr) {
-            Ok(h) => h,
-            Err(e) => invalid(func, ptr, e),
-        };
-        // SAFETY: `check` found a live header at `h`.
-        if unsafe { &(*h).state }
-            .compare_exchange(LIVE, FREE, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            invalid(func, ptr, Invalid::DoubleFree);
+        let user = ptr as usize;
+        // Taking the block out of the live set claims it: of two racing
+        // frees exactly one gets here. Anything else is examined by `check`
+        // for the message (a racing double free it finds still `LIVE`).
+        if user % OS_PAGE != 0 || !live::remove(user) {
+            invalid(func, ptr, check(ptr).err().unwrap_or(Invalid::DoubleFree));
         }
-        chunkmap::remove_large(ptr as usize);
+        let h = header_of(ptr);
+        // SAFETY: `user` was a live block (in the set), so its header page
+        // is mapped and holds its header, and nobody else frees it now.
+        let claimed = unsafe {
+            ptr::addr_of!((*h).magic).read() == MAGIC ^ user
+                && (*h)
+                    .state
+                    .compare_exchange(LIVE, FREE, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+        };
+        debug_assert!(claimed, "live large block {ptr:p} with a bad header");
+        if !claimed {
+            invalid(func, ptr, Invalid::BadMagic);
+        }
+        chunkmap::remove_large(user);
         bump(&self.counters.frees);
         let now = self.now();
         // SAFETY: the block is ours (contract), FREE, uncounted.
@@ -1008,7 +1045,7 @@ impl Large {
         let new_user = nb.as_ptr().wrapping_add(OS_PAGE);
         if new_user != old_user {
             bump(&self.counters.reallocs_moved);
-            if !chunkmap::add_large(new_user as usize) {
+            if !register(new_user as usize) {
                 // The new chunk is full of large blocks: copy once more, into
                 // a mapping the chunk map can count.
                 let plan = Plan {
@@ -1028,7 +1065,7 @@ impl Large {
                     ptr::copy_nonoverlapping(nb.as_ptr(), user.wrapping_sub(OS_PAGE), new_map);
                     self.unmap(nb, new_map, OS_PAGE);
                 }
-                chunkmap::remove_large(old_user as usize);
+                unregister(old_user as usize);
                 // SAFETY: the copied header is ours.
                 unsafe {
                     init_header(
@@ -1042,7 +1079,7 @@ impl Large {
                 };
                 return Some(user);
             }
-            chunkmap::remove_large(old_user as usize);
+            unregister(old_user as usize);
         } else {
             bump(&self.counters.reallocs_in_place);
         }
@@ -1080,7 +1117,7 @@ impl Large {
         // caller); claim it, uncount it and let it go.
         unsafe {
             (*h).state.store(FREE, Ordering::Release);
-            chunkmap::remove_large(user as usize);
+            unregister(user as usize);
             self.retire(h, self.now());
         }
         // The old block is released: `allocs - frees` stays the live count.
@@ -1152,7 +1189,9 @@ fn check(ptr: *mut u8) -> Result<*mut Header, Invalid> {
         return Err(Invalid::NotLarge);
     }
     let h = header_of(ptr);
-    if !os::is_mapped(h as usize) {
+    // A live block's header is mapped; for anything else ask the kernel
+    // before reading (slow, but only on the way to an error message).
+    if !live::contains(user) && !os::is_mapped(h as usize) {
         return Err(Invalid::NotMapped);
     }
     // Another thread may be writing the header only if the caller's pointer
@@ -1251,17 +1290,20 @@ pub fn collect() {
 /// that the child inherits a consistent cache.
 pub fn before_fork() {
     LARGE.cache.acquire();
+    live::before_fork();
 }
 
 /// `pthread_atfork` parent handler: releases the lock taken by
 /// [`before_fork`].
 pub fn after_fork_parent() {
+    live::after_fork();
     LARGE.cache.release();
 }
 
 /// `pthread_atfork` child handler: the child has one thread, so the lock is
 /// reset to free whoever held it in the parent.
 pub fn after_fork_child() {
+    live::after_fork();
     LARGE.cache.release();
 }
 

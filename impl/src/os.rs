@@ -124,8 +124,10 @@ pub unsafe fn trim(ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
 
 /// Whether the OS page holding `addr` is mapped (readable or not: a
 /// `PROT_NONE` page counts as mapped). One `mincore` call; used to check a
-/// pointer before its header is read, so that a double free of an unmapped
-/// large block reports instead of faulting. Always `true` under Miri.
+/// pointer that is not a live large block before its header is read, so
+/// that a double free of an unmapped large block reports instead of
+/// faulting (a live block needs no call: `large`'s live set). Always `true`
+/// under Miri.
 pub fn is_mapped(addr: usize) -> bool {
     imp::is_mapped(addr & !(OS_PAGE - 1))
 }

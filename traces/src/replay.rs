@@ -10,8 +10,10 @@
 //!    validator's live set while loading): 5 GB for 100 M events. Sizes of 0
 //!    become 1 (a `GlobalAlloc` must not be asked for 0 bytes; `malloc(0)`
 //!    returns a unique pointer anyway).
-//! 2. [`run`] starts one OS thread per trace thread; each runs its own list
-//!    in order against a [`Backend`]. A block's pointer is published in
+//! 2. [`run_passes`] starts one OS thread per trace thread; each runs its
+//!    own list in order against a [`Backend`], once per pass (the threads
+//!    meet at a barrier between passes, where each frees the blocks it
+//!    created that the trace leaves live and resets its slots). A block's pointer is published in
 //!    its slot (`Vec<AtomicPtr<u8>>`) with `Release` after the block was
 //!    created and touched; a free or realloc loads its slot with `Acquire`
 //!    and waits (spins, then yields — never sleeps) while it is null, so a
@@ -154,9 +156,11 @@ impl Op {
     }
 }
 
-/// A block still live at the end of the trace; freed after the timed part.
+/// A block still live at the end of the trace; freed after the timed part
+/// by the thread that created it.
 #[derive(Clone, Copy, Debug)]
 struct Leftover {
+    tid: usize,
     slot: u64,
     size: u64,
     align_log: u8,
@@ -195,8 +199,9 @@ pub fn load(
 ) -> Result<Trace, ReplayError> {
     let mut threads: Vec<Vec<Op>> = Vec::new();
     let mut largest: Vec<(u64, u64)> = Vec::new();
-    // Live id → (slot, size, align_log), sizes as replayed (never 0).
-    let mut live: HashMap<u64, (u64, u64, u8)> = HashMap::new();
+    // Live id → (slot, size, align_log, creating tid), sizes as replayed
+    // (never 0).
+    let mut live: HashMap<u64, (u64, u64, u8, usize)> = HashMap::new();
     let mut blocks = 0u64;
     let mut events = 0u64;
     while let Some(rec) = reader.next_record() {
@@ -237,7 +242,7 @@ pub fn load(
         };
         if let Some(dead) = ev.dead_id() {
             // The validator checked that `dead` is live.
-            let Some((slot, size, align_log)) = live.remove(&dead) else {
+            let Some((slot, size, align_log, _)) = live.remove(&dead) else {
                 return Err(bad(format!("block {dead} is not live")));
             };
             if let Event::Free { .. } = ev {
@@ -264,7 +269,7 @@ pub fn load(
             op.size = size;
             op.align_log = align.trailing_zeros() as u8;
             op.slot = blocks;
-            live.insert(id, (blocks, size, op.align_log));
+            live.insert(id, (blocks, size, op.align_log, tid));
             blocks += 1;
             let l = &mut largest[tid];
             *l = (l.0.max(size), l.1.max(align));
@@ -273,7 +278,8 @@ pub fn load(
     }
     let mut leftover: Vec<Leftover> = live
         .into_values()
-        .map(|(slot, size, align_log)| Leftover {
+        .map(|(slot, size, align_log, tid)| Leftover {
+            tid,
             slot,
             size,
             align_log,
@@ -484,7 +490,7 @@ impl Local for NoopLocal {
     unsafe fn dealloc(&mut self, _ptr: *mut u8, _layout: Layout) {}
 }
 
-/// What [`run`] measured.
+/// What one pass of [`run_passes`] measured.
 #[derive(Clone, Copy, Debug)]
 pub struct Outcome {
     /// From the first thread's start to the end of the last thread's last
@@ -492,6 +498,9 @@ pub struct Outcome {
     pub wall: Duration,
     /// Events replayed.
     pub events: u64,
+    /// Minor page faults of the whole process during the pass (the
+    /// threads' ops and waits; not the clean-up between passes).
+    pub minflt: u64,
 }
 
 /// Why a thread stopped early.
@@ -610,54 +619,107 @@ fn run_thread<L: Local>(
     Ok(())
 }
 
-/// Replays `trace` on `backend`, one OS thread per trace thread; then frees
-/// the blocks still live (untimed). `progress` (if any) is called with a
-/// number of events done, every 64 Ki events of a thread.
+/// Replays `trace` once on `backend` ([`run_passes`] with one pass).
 pub fn run<B: Backend>(
     trace: &Trace,
     backend: &B,
     progress: Option<&(dyn Fn(u64) + Sync)>,
 ) -> Result<Outcome, ReplayError> {
+    run_passes(trace, backend, 1, progress).map(|v| v[0])
+}
+
+/// Replays `trace` `passes` times (at least once) on `backend`, one OS
+/// thread per trace thread, started once for all passes. In each pass every
+/// thread runs its ops (timed), then frees the blocks it created that are
+/// still live at the trace's end (untimed), so the next pass starts with
+/// everything freed and the same threads: the first pass pays the threads'
+/// heap set-up and the first-touch page faults, later passes measure the
+/// allocator warm, as in a program that repeats the same work. `progress`
+/// (if any) is called with a number of events done, every 64 Ki events of a
+/// thread. One [`Outcome`] per pass.
+pub fn run_passes<B: Backend>(
+    trace: &Trace,
+    backend: &B,
+    passes: u32,
+    progress: Option<&(dyn Fn(u64) + Sync)>,
+) -> Result<Vec<Outcome>, ReplayError> {
+    let passes = passes.max(1) as usize;
     let slots: Vec<AtomicPtr<u8>> = (0..trace.blocks)
         .map(|_| AtomicPtr::new(std::ptr::null_mut()))
         .collect();
     let abort = AtomicBool::new(false);
     let n = trace.threads.len();
+    // The threads and the main thread meet three times a pass: before it
+    // (A), after every thread's ops (B: the main thread reads the faults),
+    // after the clean-up (C: every slot is null again).
     let barrier = Barrier::new(n + 1);
     let check_zero = backend.zero_filled();
+    let mut own: Vec<Vec<Leftover>> = vec![Vec::new(); n];
+    for l in &trace.leftover {
+        own[l.tid].push(*l);
+    }
+    let mut faults = Vec::with_capacity(passes);
     let results = std::thread::scope(|s| {
         let handles: Vec<_> = trace
             .threads
             .iter()
+            .zip(&own)
             .enumerate()
-            .map(|(tid, ops)| {
+            .map(|(tid, (ops, own))| {
                 let (slots, abort, barrier) = (&slots, &abort, &barrier);
                 s.spawn(move || {
                     let mut h = backend.local(tid);
-                    barrier.wait();
-                    let start = Instant::now();
                     let byte = (tid as u8) | 1;
-                    let r = run_thread(&mut h, ops, slots, abort, check_zero, byte, progress);
-                    (start, Instant::now(), r)
+                    let mut times = Vec::with_capacity(passes);
+                    let mut result = Ok(());
+                    for _ in 0..passes {
+                        barrier.wait();
+                        if result.is_ok() && !abort.load(Ordering::Relaxed) {
+                            let start = Instant::now();
+                            result =
+                                run_thread(&mut h, ops, slots, abort, check_zero, byte, progress);
+                            times.push((start, Instant::now()));
+                        }
+                        barrier.wait();
+                        if result.is_ok() && !abort.load(Ordering::Relaxed) {
+                            free_leftovers(&mut h, own, slots);
+                            for op in ops.iter().filter(|op| op.kind != OpKind::Free) {
+                                slots[op.slot as usize]
+                                    .store(std::ptr::null_mut(), Ordering::Relaxed);
+                            }
+                        }
+                        barrier.wait();
+                    }
+                    (times, result)
                 })
             })
             .collect();
-        barrier.wait();
+        let mut before = minflt();
+        for _ in 0..passes {
+            barrier.wait();
+            barrier.wait();
+            faults.push(minflt().saturating_sub(before));
+            barrier.wait();
+            before = minflt();
+        }
         handles.into_iter().map(|h| h.join()).collect::<Vec<_>>()
     });
-    // The wall time runs from the first thread's start (each takes the time
-    // right after the barrier: the main thread may be descheduled there) to
-    // the last thread's last event, so thread exits are not counted.
-    let (mut start, mut end): (Option<Instant>, Option<Instant>) = (None, None);
+    // A pass's wall time runs from the first thread's start (each takes the
+    // time right after the barrier: the main thread may be descheduled
+    // there) to the last thread's last event, so thread exits, set-up and
+    // clean-up are not counted.
+    let mut walls: Vec<(Option<Instant>, Option<Instant>)> = vec![(None, None); passes];
     let mut first: Option<(u64, String)> = None;
     for r in results {
         match r {
-            Ok((s, e, Ok(()))) => {
-                start = Some(start.map_or(s, |x| x.min(s)));
-                end = Some(end.map_or(e, |x| x.max(e)));
+            Ok((times, Ok(()))) => {
+                for (w, (s, e)) in walls.iter_mut().zip(times) {
+                    w.0 = Some(w.0.map_or(s, |x| x.min(s)));
+                    w.1 = Some(w.1.map_or(e, |x| x.max(e)));
+                }
             }
-            Ok((_, _, Err(Stop::Aborted))) => {}
-            Ok((_, _, Err(Stop::Failed { line, reason }))) => {
+            Ok((_, Err(Stop::Aborted))) => {}
+            Ok((_, Err(Stop::Failed { line, reason }))) => {
                 if first.as_ref().is_none_or(|(l, _)| line < *l) {
                     first = Some((line, reason));
                 }
@@ -674,12 +736,29 @@ pub fn run<B: Backend>(
             reason,
         });
     }
-    let mut h = backend.local(0);
-    for l in &trace.leftover {
+    Ok(walls
+        .into_iter()
+        .zip(faults)
+        .map(|(w, minflt)| Outcome {
+            wall: match w {
+                (Some(s), Some(e)) => e.saturating_duration_since(s),
+                _ => Duration::ZERO,
+            },
+            events: trace.events,
+            minflt,
+        })
+        .collect())
+}
+
+/// Frees the blocks of `own` (still live at the trace's end, created by
+/// this thread).
+fn free_leftovers<L: Local>(h: &mut L, own: &[Leftover], slots: &[AtomicPtr<u8>]) {
+    for l in own {
         let p = slots[l.slot as usize].load(Ordering::Acquire);
         if !p.is_null() {
-            // SAFETY: every thread has finished; `p` is live (never freed in
-            // the trace) with this layout, checked by `load`.
+            // SAFETY: every thread has finished the pass (barrier); `p` is
+            // live (never freed in the trace) with this layout, checked by
+            // `load`, and this thread created it.
             unsafe {
                 h.dealloc(
                     p,
@@ -688,14 +767,6 @@ pub fn run<B: Backend>(
             };
         }
     }
-    let wall = match (start, end) {
-        (Some(s), Some(e)) => e.saturating_duration_since(s),
-        _ => Duration::ZERO,
-    };
-    Ok(Outcome {
-        wall,
-        events: trace.events,
-    })
 }
 
 /// The allocators `hktrace replay` has built in.
@@ -740,18 +811,34 @@ impl AllocName {
     }
 }
 
-/// Replays `trace` on the allocator called `name`.
+/// Replays `trace` once on the allocator called `name`.
 pub fn run_on(
     trace: &Trace,
     name: AllocName,
     progress: Option<&(dyn Fn(u64) + Sync)>,
 ) -> Result<Outcome, ReplayError> {
+    run_on_passes(trace, name, 1, progress).map(|v| v[0])
+}
+
+/// Replays `trace` `passes` times on the same threads ([`run_passes`]) on
+/// the allocator called `name`.
+pub fn run_on_passes(
+    trace: &Trace,
+    name: AllocName,
+    passes: u32,
+    progress: Option<&(dyn Fn(u64) + Sync)>,
+) -> Result<Vec<Outcome>, ReplayError> {
     match name {
-        AllocName::Hakmem => run(trace, &Global(hakmem::Hakmem), progress),
-        AllocName::System => run(trace, &Global(std::alloc::System), progress),
-        AllocName::Mimalloc => run(trace, &Global(mimalloc::MiMalloc), progress),
-        AllocName::Jemalloc => run(trace, &Global(tikv_jemallocator::Jemalloc), progress),
-        AllocName::Noop => run(trace, &Noop::new(trace)?, progress),
+        AllocName::Hakmem => run_passes(trace, &Global(hakmem::Hakmem), passes, progress),
+        AllocName::System => run_passes(trace, &Global(std::alloc::System), passes, progress),
+        AllocName::Mimalloc => run_passes(trace, &Global(mimalloc::MiMalloc), passes, progress),
+        AllocName::Jemalloc => run_passes(
+            trace,
+            &Global(tikv_jemallocator::Jemalloc),
+            passes,
+            progress,
+        ),
+        AllocName::Noop => run_passes(trace, &Noop::new(trace)?, passes, progress),
     }
 }
 
@@ -762,6 +849,17 @@ pub struct Usage {
     pub peak_rss_kib: u64,
     /// Minor page faults.
     pub minflt: u64,
+}
+
+/// Minor page faults of this process so far (`getrusage`; 0 if unknown).
+fn minflt() -> u64 {
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable `rusage`.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    ru.ru_minflt.max(0) as u64
 }
 
 /// `getrusage(RUSAGE_SELF)`.
@@ -844,6 +942,38 @@ mod tests {
         for name in AllocName::ALL {
             let o = run_on(&t, name, None).unwrap_or_else(|e| panic!("{name:?}: {e}"));
             assert_eq!(o.events, 7);
+        }
+    }
+
+    /// Counts the blocks live in a `System` heap.
+    struct Counting(std::sync::atomic::AtomicI64);
+    // SAFETY: forwards to `System`, counting.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: forwarded contract.
+            unsafe { std::alloc::System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+            // SAFETY: forwarded contract.
+            unsafe { std::alloc::System.dealloc(p, l) }
+        }
+    }
+
+    #[test]
+    fn passes_rerun_the_whole_trace_and_free_its_leftovers_each_time() {
+        let t = trace(REMOTE);
+        let g = Global(Counting(std::sync::atomic::AtomicI64::new(0)));
+        let passes = run_passes(&t, &g, 4, None).unwrap();
+        assert_eq!(passes.len(), 4);
+        assert!(passes.iter().all(|o| o.events == 7));
+        // Every pass freed what it left live: nothing is live at the end
+        // (a slot not reset between passes would free a stale pointer).
+        assert_eq!(g.0 .0.load(Ordering::Relaxed), 0);
+        for name in AllocName::ALL {
+            let v = run_on_passes(&t, name, 3, None).unwrap_or_else(|e| panic!("{name:?}: {e}"));
+            assert_eq!(v.len(), 3);
         }
     }
 

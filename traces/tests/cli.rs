@@ -234,6 +234,46 @@ fn replay_reports_every_allocator_with_the_noop_baseline() {
 }
 
 #[test]
+fn replay_passes_time_the_warm_passes_and_report_the_first_apart() {
+    let p = dir().join("replay_passes.hkt");
+    std::fs::write(
+        &p,
+        "hktrace 1\na 0 1 24 16\nz 0 2 10000 4096\na 1 3 0 16\nr 1 1 4 5000 16\nf 1 2\nf 0 3\n",
+    )
+    .unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["replay", s(&p), "--alloc", "hakmem", "--json"];
+        all.extend_from_slice(args);
+        let o = hktrace(&all);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // One pass: it is the figure.
+    let v = json(&[]);
+    assert_eq!(
+        (v["repeat"].as_u64(), v["timed_events"].as_u64()),
+        (Some(1), Some(6))
+    );
+    assert!(v["first_pass"]["ns_per_op"].as_f64().unwrap() > 0.0);
+    // Three passes: the two after the first are timed.
+    let v = json(&["--repeat", "3"]);
+    assert_eq!(
+        (v["repeat"].as_u64(), v["timed_events"].as_u64()),
+        (Some(3), Some(12))
+    );
+    // 100 events after the first pass of 6: 17 warm passes, 18 in all.
+    let v = json(&["--min-events", "100"]);
+    assert_eq!(
+        (v["repeat"].as_u64(), v["timed_events"].as_u64()),
+        (Some(18), Some(102))
+    );
+    assert!(
+        v["first_pass_minflt"].is_u64() && v["minflt"].is_u64(),
+        "{v}"
+    );
+}
+
+#[test]
 fn replay_of_bad_input_gives_file_line_reason() {
     let p = dir().join("replay_bad.hkt");
     std::fs::write(&p, "hktrace 1\na 0 1 16 16\nf 0 9\n").unwrap();

@@ -104,10 +104,17 @@ enum Cmd {
         /// Skip the second replay on the no-op allocator (the harness cost).
         #[arg(long)]
         no_baseline: bool,
-        /// Replay this many times (each from scratch) and report the sums:
-        /// short traces take milliseconds.
+        /// Replay at least this many passes on the same threads (each pass
+        /// the whole trace, its leftovers freed after it). With two or more,
+        /// the figures are those of the passes after the first (warm); the
+        /// first pass (cold: heap set-up, first-touch faults) is reported
+        /// apart.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
+        /// Add passes until the passes after the first hold at least this
+        /// many events (short traces take microseconds a pass).
+        #[arg(long, default_value_t = 0)]
+        min_events: u64,
     },
     /// Run a command under the LD_PRELOAD library's record mode
     /// (`HAKMEM_TRACE`), then validate and summarise the trace(s) written:
@@ -249,7 +256,8 @@ fn main() -> ExitCode {
             json,
             no_baseline,
             repeat,
-        } => cmd_replay(&file, alloc.name(), json, !no_baseline, repeat),
+            min_events,
+        } => cmd_replay(&file, alloc.name(), json, !no_baseline, repeat, min_events),
         Cmd::Record {
             lib,
             output,
@@ -578,10 +586,13 @@ impl Timing {
 struct ReplayReport {
     file: String,
     alloc: &'static str,
-    /// Events in the trace (each replay runs them all).
+    /// Events in the trace (each pass runs them all).
     events: u64,
-    /// Replays; the times and rates are over all of them.
+    /// Passes on the same threads (`--repeat`, raised by `--min-events`).
     repeat: u32,
+    /// Events the figures below are over: the passes after the first, or
+    /// the only pass.
+    timed_events: u64,
     threads: usize,
     blocks: u64,
     /// Seconds to read and load the trace (untimed in the figures).
@@ -590,13 +601,18 @@ struct ReplayReport {
     trace_memory_bytes: u64,
     /// Resident set after loading, before replaying (KiB).
     rss_loaded_kib: u64,
-    /// The replay on `alloc`.
+    /// The replay on `alloc`: the passes after the first (the only one
+    /// if `repeat` is 1).
     #[serde(flatten)]
     run: Timing,
+    /// The first pass alone (cold: the threads' heap set-up and first-touch
+    /// page faults) and its minor faults.
+    first_pass: Timing,
+    first_pass_minflt: u64,
     /// Peak resident set of the process after the replay on `alloc`
     /// (getrusage; includes the loaded trace, see `rss_loaded_kib`).
     peak_rss_kib: u64,
-    /// Minor page faults during the replay on `alloc`.
+    /// Minor page faults during the timed passes on `alloc` (as `run`).
     minflt: u64,
     /// The same trace on the no-op allocator (`noop`): the harness's own cost.
     baseline: Option<Timing>,
@@ -606,11 +622,11 @@ struct ReplayReport {
     above_baseline_ns_per_op: Option<f64>,
 }
 
-/// Replays `repeat` times on `name` (the sums), with a progress bar when
-/// stderr is a terminal.
-fn replay_repeat(trace: &Trace, name: AllocName, repeat: u32) -> Result<Outcome, Failure> {
+/// Replays `passes` times on `name` on the same threads, with a progress
+/// bar when stderr is a terminal; one outcome per pass.
+fn replay_passes(trace: &Trace, name: AllocName, passes: u32) -> Result<Vec<Outcome>, Failure> {
     let pb = progress_events(
-        trace.events * u64::from(repeat),
+        trace.events * u64::from(passes),
         &format!("replay on {}", name.as_str()),
     );
     let inc = |n: u64| {
@@ -619,28 +635,38 @@ fn replay_repeat(trace: &Trace, name: AllocName, repeat: u32) -> Result<Outcome,
         }
     };
     let progress: Option<&(dyn Fn(u64) + Sync)> = if pb.is_some() { Some(&inc) } else { None };
-    let mut sum = Outcome {
-        wall: std::time::Duration::ZERO,
-        events: 0,
-    };
-    let mut result = Ok(());
-    for _ in 0..repeat {
-        match replay::run_on(trace, name, progress) {
-            Ok(o) => {
-                sum.wall += o.wall;
-                sum.events += o.events;
-            }
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
-    }
+    let result = replay::run_on_passes(trace, name, passes, progress);
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }
-    result?;
-    Ok(sum)
+    Ok(result?)
+}
+
+/// The passes for `--repeat` and `--min-events`: at least `repeat`, and
+/// enough that the passes after the first hold `min_events` events.
+fn passes_for(events: u64, repeat: u32, min_events: u64) -> u32 {
+    let warm = min_events.div_ceil(events.max(1));
+    let want = if min_events == 0 {
+        1
+    } else {
+        warm.saturating_add(1)
+    };
+    u32::try_from(want).unwrap_or(u32::MAX).max(repeat)
+}
+
+/// The sum of `passes` (the timed ones: all but the first when there are
+/// two or more).
+fn timed(passes: &[Outcome]) -> Outcome {
+    let warm = if passes.len() > 1 {
+        &passes[1..]
+    } else {
+        passes
+    };
+    Outcome {
+        wall: warm.iter().map(|o| o.wall).sum(),
+        events: warm.iter().map(|o| o.events).sum(),
+        minflt: warm.iter().map(|o| o.minflt).sum(),
+    }
 }
 
 fn cmd_replay(
@@ -649,6 +675,7 @@ fn cmd_replay(
     json: bool,
     baseline: bool,
     repeat: u32,
+    min_events: u64,
 ) -> Result<(), Failure> {
     let started = std::time::Instant::now();
     let (mut r, pb) = open(path, "load")?;
@@ -659,15 +686,16 @@ fn cmd_replay(
     let trace = trace?;
     let load_secs = started.elapsed().as_secs_f64();
     let rss_loaded_kib = replay::current_rss_kib();
-    let before = replay::usage();
-    let run = replay_repeat(&trace, alloc, repeat)?;
+    let repeat = passes_for(trace.events, repeat, min_events);
+    let passes = replay_passes(&trace, alloc, repeat)?;
     let after = replay::usage();
     let base = if baseline && alloc != AllocName::Noop {
-        Some(replay_repeat(&trace, AllocName::Noop, repeat)?)
+        Some(timed(&replay_passes(&trace, AllocName::Noop, repeat)?))
     } else {
         None
     };
-    let run = Timing::new(&run);
+    let warm = timed(&passes);
+    let run = Timing::new(&warm);
     let base = base.map(|b| Timing::new(&b));
     let above = base.map(|b| run.wall_secs - b.wall_secs);
     let report = ReplayReport {
@@ -675,18 +703,20 @@ fn cmd_replay(
         alloc: alloc.as_str(),
         events: trace.events,
         repeat,
+        timed_events: warm.events,
         threads: trace.threads.len(),
         blocks: trace.blocks,
         load_secs,
         trace_memory_bytes: trace.memory_bytes(),
         rss_loaded_kib,
         run,
+        first_pass: Timing::new(&passes[0]),
+        first_pass_minflt: passes[0].minflt,
         peak_rss_kib: after.peak_rss_kib,
-        minflt: after.minflt.saturating_sub(before.minflt),
+        minflt: warm.minflt,
         baseline: base,
         above_baseline_secs: above,
-        above_baseline_ns_per_op: above
-            .map(|a| a * 1e9 / (trace.events * u64::from(repeat)).max(1) as f64),
+        above_baseline_ns_per_op: above.map(|a| a * 1e9 / warm.events.max(1) as f64),
     };
     let mut out = io::stdout().lock();
     if json {
@@ -705,7 +735,7 @@ fn cmd_replay(
         report.file,
         report.events,
         if repeat > 1 {
-            format!(" × {repeat} replays")
+            format!(" × {repeat} passes (figures: passes 2–{repeat}, warm)")
         } else {
             String::new()
         },
@@ -722,6 +752,14 @@ fn cmd_replay(
         report.rss_loaded_kib,
         report.minflt
     );
+    if repeat > 1 {
+        text += &format!(
+            "  {:<16} {}  first pass (cold), {} minor faults\n",
+            "",
+            line(&report.first_pass),
+            report.first_pass_minflt
+        );
+    }
     match (&report.baseline, report.above_baseline_secs) {
         (Some(b), Some(a)) => {
             text += &format!("  {:<16} {}  (the replayer's own cost)\n", "noop", line(b));
