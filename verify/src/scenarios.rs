@@ -178,32 +178,41 @@ fn check_live(s: &Snapshot, live: &[usize]) {
     assert_eq!(placed, set.len(), "live block outside every SuperSlab");
 }
 
-/// Remote free racing the owner's drain. A holds its whole carve batch (4
-/// blocks of X); B frees three of them remotely (three pushes, each onto a
-/// list the owner may have drained meanwhile) while A allocates five
-/// blocks: every time its free list runs dry the slow path flushes, drains
-/// whatever B has pushed so far (and the pops that follow may empty the
-/// list again) or carves; then A frees two blocks locally.
+/// Remote free racing the owner's drain, both ways. A and B each hold
+/// their whole carve batch (4 blocks of X). Each frees three of the other's
+/// blocks remotely (pushes, each onto a list its owner may have drained
+/// meanwhile) and then allocates five blocks: every time its free list
+/// runs dry the slow path flushes, drains whatever the other has pushed so
+/// far (the pops that follow may empty the list again) or carves; then
+/// each frees two of its blocks locally.
 pub fn remote_free_vs_drain<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(cfg());
     let (a, b) = (heap(&inst), heap(&inst));
-    let blocks: Vec<usize> = (0..4).map(|_| alloc(&inst, a, X)).collect();
-    let (i2, v) = (inst.clone(), blocks[..3].to_vec());
-    let j = S::spawn(move || {
-        for p in v {
-            free(&i2, b, p);
+    let of_a: Vec<usize> = (0..4).map(|_| alloc(&inst, a, X)).collect();
+    let of_b: Vec<usize> = (0..4).map(|_| alloc(&inst, b, X)).collect();
+    fn side<B: Backend>(inst: &Instance<B>, me: HeapId<B>, theirs: &[usize]) -> Vec<usize> {
+        for &p in theirs {
+            free(inst, me, p);
         }
-    });
-    let mut mine: Vec<usize> = (0..5).map(|_| alloc(&inst, a, X)).collect();
-    free(&inst, a, mine.remove(0));
-    free(&inst, a, mine.remove(2));
+        let mut mine: Vec<usize> = (0..5).map(|_| alloc(inst, me, X)).collect();
+        free(inst, me, mine.remove(0));
+        free(inst, me, mine.remove(2));
+        mine
+    }
+    let (i2, v) = (inst.clone(), of_a[..3].to_vec());
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g2 = got.clone();
+    let j = S::spawn(move || *g2.lock().unwrap() = side(&i2, b, &v));
+    let mut live = side(&inst, a, &of_b[..3]);
     j();
-    let mut live = mine;
-    live.push(blocks[3]);
+    live.extend(got.lock().unwrap().iter());
+    live.extend([of_a[3], of_b[3]]);
     check_final(&inst, &live);
     // Every freed block comes back exactly once.
-    let more: Vec<usize> = (0..6).map(|_| alloc(&inst, a, X)).collect();
-    live.extend(&more);
+    for h in [a, b] {
+        let more: Vec<usize> = (0..6).map(|_| alloc(&inst, h, X)).collect();
+        live.extend(&more);
+    }
     check_final(&inst, &live);
 }
 

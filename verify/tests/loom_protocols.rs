@@ -31,7 +31,7 @@ macro_rules! loom_test {
     };
 }
 
-loom_test!(remote_free_vs_drain, 16);
+loom_test!(remote_free_vs_drain, 500);
 loom_test!(two_remote_frees, 300);
 loom_test!(remote_free_vs_empty_reuse, 200);
 loom_test!(remote_free_vs_owner_exit, 1000);
