@@ -178,45 +178,80 @@ fn check_live(s: &Snapshot, live: &[usize]) {
     assert_eq!(placed, set.len(), "live block outside every SuperSlab");
 }
 
-/// Remote free racing the owner's drain: A exhausts its carve batch, B frees
-/// one of A's blocks while A refills (flush, drain, carve).
+/// Remote free racing the owner's drain, both ways. A and B each hold
+/// their whole carve batch (4 blocks of X). Each frees three of the other's
+/// blocks remotely (pushes, each onto a list its owner may have drained
+/// meanwhile) and then allocates five blocks: every time its free list
+/// runs dry the slow path flushes, drains whatever the other has pushed so
+/// far (the pops that follow may empty the list again) or carves; then
+/// each frees two of its blocks locally.
 pub fn remote_free_vs_drain<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(cfg());
     let (a, b) = (heap(&inst), heap(&inst));
-    let blocks: Vec<usize> = (0..4).map(|_| alloc(&inst, a, X)).collect();
-    let (i2, v) = (inst.clone(), blocks[0]);
-    let j = S::spawn(move || free(&i2, b, v));
-    let extra = alloc(&inst, a, X);
+    let of_a: Vec<usize> = (0..4).map(|_| alloc(&inst, a, X)).collect();
+    let of_b: Vec<usize> = (0..4).map(|_| alloc(&inst, b, X)).collect();
+    fn side<B: Backend>(inst: &Instance<B>, me: HeapId<B>, theirs: &[usize]) -> Vec<usize> {
+        for &p in theirs {
+            free(inst, me, p);
+        }
+        let mut mine: Vec<usize> = (0..5).map(|_| alloc(inst, me, X)).collect();
+        free(inst, me, mine.remove(0));
+        free(inst, me, mine.remove(2));
+        mine
+    }
+    let (i2, v) = (inst.clone(), of_a[..3].to_vec());
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g2 = got.clone();
+    let j = S::spawn(move || *g2.lock().unwrap() = side(&i2, b, &v));
+    let mut live = side(&inst, a, &of_b[..3]);
     j();
-    let mut live = blocks[1..].to_vec();
-    live.push(extra);
+    live.extend(got.lock().unwrap().iter());
+    live.extend([of_a[3], of_b[3]]);
     check_final(&inst, &live);
-    // The freed block comes back exactly once.
-    let more: Vec<usize> = (0..2).map(|_| alloc(&inst, a, X)).collect();
-    live.extend(&more);
+    // Every freed block comes back exactly once.
+    for h in [a, b] {
+        let more: Vec<usize> = (0..6).map(|_| alloc(&inst, h, X)).collect();
+        live.extend(&more);
+    }
     check_final(&inst, &live);
 }
 
-/// Two remote frees racing on the same page; the owner then drains both.
+/// Two remote frees racing on the same page (pushes onto one list from two
+/// threads) and the owner's drains: A holds its whole carve batch; B frees
+/// two of its blocks and C one, while A allocates three blocks (each time
+/// the free list is dry: flush, then a drain of 0–3 blocks or a carve) and
+/// frees one locally.
 pub fn two_remote_frees<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(cfg());
     let (a, b, c) = (heap(&inst), heap(&inst), heap(&inst));
     let blocks: Vec<usize> = (0..4).map(|_| alloc(&inst, a, X)).collect();
-    let (i1, v1) = (inst.clone(), blocks[0]);
-    let j1 = S::spawn(move || free(&i1, b, v1));
-    let (i2, v2) = (inst.clone(), blocks[1]);
+    let (i1, v1) = (inst.clone(), [blocks[0], blocks[1]]);
+    let j1 = S::spawn(move || {
+        free(&i1, b, v1[0]);
+        free(&i1, b, v1[1]);
+    });
+    let (i2, v2) = (inst.clone(), blocks[2]);
     let j2 = S::spawn(move || free(&i2, c, v2));
+    let mut mine: Vec<usize> = (0..3).map(|_| alloc(&inst, a, X)).collect();
+    free(&inst, a, mine.remove(1));
     j1();
     j2();
-    let mut live = blocks[2..].to_vec();
+    let mut live = mine;
+    live.push(blocks[3]);
     check_final(&inst, &live);
-    live.push(alloc(&inst, a, X));
+    // The freed blocks come back exactly once.
+    let more: Vec<usize> = (0..6).map(|_| alloc(&inst, a, X)).collect();
+    live.extend(&more);
     check_final(&inst, &live);
 }
 
-/// A remote free racing the page becoming empty (owner frees its last
-/// block and exits) and the reuse of the slot for another class (stage 0.5
-/// of class Y, whose registry holds the SuperSlab).
+/// A remote free racing the page becoming empty and the reuse of its slot
+/// for another class. A holds two blocks of X; C's page of class Y
+/// registers the SuperSlab for Y. B frees A's first block remotely, then
+/// allocates (class Y, stage 0.5) and frees that block locally; meanwhile A
+/// frees its second block locally, takes it back, frees it again and exits
+/// (drain, then page-empty or abandon), and D allocates class Y: B and D
+/// race for the emptied slot by stage 0.5 (or take `Unused` slots).
 pub fn remote_free_vs_empty_reuse<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(InstanceConfig {
         keep_live: 1,
@@ -226,7 +261,13 @@ pub fn remote_free_vs_empty_reuse<B: Backend, S: Sched>() {
     let (b0, b1) = (alloc(&inst, a, X), alloc(&inst, a, X));
     let c0 = alloc(&inst, c, Y);
     let i2 = inst.clone();
-    let j = S::spawn(move || free(&i2, b, b0));
+    let j = S::spawn(move || {
+        free(&i2, b, b0);
+        let y = alloc(&i2, b, Y);
+        free(&i2, b, y);
+    });
+    free(&inst, a, b1);
+    let b1 = alloc(&inst, a, X);
     free(&inst, a, b1);
     exit(&inst, a);
     let d0 = alloc(&inst, d, Y);
@@ -234,43 +275,70 @@ pub fn remote_free_vs_empty_reuse<B: Backend, S: Sched>() {
     check_final(&inst, &[c0, d0]);
 }
 
-/// The last remote free to a page racing its owner's exit (the page is
-/// emptied or abandoned), then another heap takes the class again.
+/// The last remote frees to a page racing its owner's exit (the page is
+/// emptied or abandoned) and another heap taking the class: B frees A's two
+/// blocks one after the other; A allocates and frees a third block locally,
+/// then exits (drain, then page-empty or abandon); C allocates class X
+/// meanwhile (reclaiming the abandoned page, reusing the emptied slot, or
+/// taking another) and frees its block.
 pub fn remote_free_vs_owner_exit<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(cfg());
     let (a, b, c) = (heap(&inst), heap(&inst), heap(&inst));
-    let b0 = alloc(&inst, a, X);
+    let (b0, b1) = (alloc(&inst, a, X), alloc(&inst, a, X));
     let i2 = inst.clone();
-    let j = S::spawn(move || free(&i2, b, b0));
+    let j = S::spawn(move || {
+        free(&i2, b, b0);
+        free(&i2, b, b1);
+    });
+    let i3 = inst.clone();
+    let j3 = S::spawn(move || {
+        let c0 = alloc(&i3, c, X);
+        free(&i3, c, c0);
+    });
+    let b2 = alloc(&inst, a, X);
+    free(&inst, a, b2);
     exit(&inst, a);
     j();
+    j3();
     check_final(&inst, &[]);
-    let c0 = alloc(&inst, c, X);
-    check_final(&inst, &[c0]);
+    let d = heap(&inst);
+    let d0 = alloc(&inst, d, X);
+    check_final(&inst, &[d0]);
 }
 
 /// A remote free to a page whose owner exits, reclaim by another thread,
 /// and a free by a new thread that reuses the exited heap's structure.
+/// B frees two of A's blocks remotely while A exits (abandoning its page);
+/// C allocates class X (reclaiming the abandoned page or taking a new
+/// slot), frees locally, allocates again and keeps that block; main, on a
+/// new heap that may reuse A's structure, frees A's last block (a remote
+/// free to a page that C may own by then).
 pub fn abandon_reclaim<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(InstanceConfig {
         reuse_heaps: true,
         ..cfg()
     });
     let (a, b, c) = (heap(&inst), heap(&inst), heap(&inst));
-    let (b0, b1) = (alloc(&inst, a, X), alloc(&inst, a, X));
-    let i1 = inst.clone();
-    let j1 = S::spawn(move || free(&i1, b, b0));
+    let v: Vec<usize> = (0..3).map(|_| alloc(&inst, a, X)).collect();
+    let (i1, v1) = (inst.clone(), [v[0], v[1]]);
+    let j1 = S::spawn(move || {
+        free(&i1, b, v1[0]);
+        free(&i1, b, v1[1]);
+    });
     exit(&inst, a);
-    let i2 = inst.clone();
+    let (i2, got) = (inst.clone(), Arc::new(std::sync::Mutex::new(0usize)));
+    let g2 = got.clone();
     let j2 = S::spawn(move || {
         let c0 = alloc(&i2, c, X);
         free(&i2, c, c0);
+        *g2.lock().unwrap() = alloc(&i2, c, X);
     });
     let a2 = heap(&inst);
-    free(&inst, a2, b1);
+    free(&inst, a2, v[2]);
     j1();
     j2();
-    check_final(&inst, &[]);
+    let c1 = *got.lock().unwrap();
+    check_final(&inst, &[c1]);
 }
 
 /// Two reclaimers racing a third that re-abandons (the ABA of a one-by-one
@@ -307,26 +375,41 @@ pub fn reclaim_aba<B: Backend, S: Sched>() {
     check_final(&inst, &[bp, bq, a, c]);
 }
 
-/// Stage 0.5 of class X racing another heap's stage-0.5 claim (class Y) of
-/// the same `Empty` slot.
+/// Stage 0.5 of class X racing two other heaps' stage-0.5 claims (class Y)
+/// of the same `Empty` slot (one wins; the others take `Unused` slots);
+/// each heap then frees its block (page kept as current) and allocates
+/// again.
 pub fn scan_vs_claim<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(InstanceConfig {
         keep_live: 1,
         ..cfg()
     });
-    let (a, c, d, e) = (heap(&inst), heap(&inst), heap(&inst), heap(&inst));
+    let (a, c, d, e, g) = (
+        heap(&inst),
+        heap(&inst),
+        heap(&inst),
+        heap(&inst),
+        heap(&inst),
+    );
     let a0 = alloc(&inst, a, X);
     let c0 = alloc(&inst, c, Y);
     free(&inst, a, a0);
     exit(&inst, a);
-    let i2 = inst.clone();
-    let j = S::spawn(move || {
-        let d0 = alloc(&i2, d, Y);
-        free(&i2, d, d0);
-    });
+    let mut joins = Vec::new();
+    for h in [d, g] {
+        let i2 = inst.clone();
+        joins.push(S::spawn(move || {
+            let d0 = alloc(&i2, h, Y);
+            free(&i2, h, d0);
+        }));
+    }
     let e0 = alloc(&inst, e, X);
-    j();
-    check_final(&inst, &[c0, e0]);
+    free(&inst, e, e0);
+    let e1 = alloc(&inst, e, X);
+    for j in joins {
+        j();
+    }
+    check_final(&inst, &[c0, e1]);
 }
 
 /// Stage-1 push/pop with a one-node pool: one empty slot's entry in the
@@ -364,9 +447,12 @@ pub fn stage1_exhaustion<B: Backend, S: Sched>() {
     check_final(&inst, &[c0, b0]);
 }
 
-/// `PageFull` racing a remote free: the owner exhausts a page of 8 KiB
-/// blocks (slot 0 holds 7) and marks it full while another heap frees one
-/// of its blocks.
+/// `PageFull` racing remote frees: the owner exhausts a page of 8 KiB
+/// blocks (slot 0 holds 7) and allocates past it (`try_mark_full` racing
+/// the pushes), allocates once more (a drain of the page, if it went back
+/// to partial, or the new page) and frees one of its old blocks locally (a
+/// local free to a full page, or to a partial one), while B frees three
+/// of its blocks remotely.
 pub fn page_full_vs_remote<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(InstanceConfig {
         keep_live: 1,
@@ -374,35 +460,50 @@ pub fn page_full_vs_remote<B: Backend, S: Sched>() {
     });
     let (a, b) = (heap(&inst), heap(&inst));
     let blocks: Vec<usize> = (0..7).map(|_| alloc(&inst, a, 8192)).collect();
-    let (i2, v) = (inst.clone(), blocks[0]);
-    let j = S::spawn(move || free(&i2, b, v));
-    let extra = alloc(&inst, a, 8192);
+    let (i2, v) = (inst.clone(), blocks[..3].to_vec());
+    let j = S::spawn(move || {
+        for p in v {
+            free(&i2, b, p);
+        }
+    });
+    let e1 = alloc(&inst, a, 8192);
+    let e2 = alloc(&inst, a, 8192);
+    free(&inst, a, blocks[6]);
     j();
-    let mut live = blocks[1..].to_vec();
-    live.push(extra);
+    let mut live = blocks[3..6].to_vec();
+    live.extend([e1, e2]);
     check_final(&inst, &live);
 }
 
 /// A remote free to a full page racing the owner's processing of its
 /// full-page hint: heap A has two full pages of 8 KiB blocks (P1 with 7
 /// blocks, P2 with 8) and a third current; B's free to P1 set A's hint;
-/// then C frees a block of P2 while A (allocating another class) processes
-/// the hint. Afterwards a full page with remote frees must have its
-/// owner's hint set (model invariant 8), or the free is stranded.
+/// then C frees two blocks of P2 while A allocates another class (the slow
+/// path processes the hint), then allocates and frees an 8 KiB block.
+/// Afterwards a full page with remote frees must have its owner's hint set
+/// (model invariant 8), or the free is stranded.
 pub fn full_hint_vs_remote<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(cfg());
     let (a, b, c) = (heap(&inst), heap(&inst), heap(&inst));
     let mut blocks: Vec<usize> = (0..16).map(|_| alloc(&inst, a, 8192)).collect();
     free(&inst, b, blocks.remove(0));
-    let (i2, v) = (inst.clone(), blocks.remove(7));
-    let j = S::spawn(move || free(&i2, c, v));
+    let (i2, v) = (inst.clone(), [blocks.remove(7), blocks.remove(7)]);
+    let j = S::spawn(move || {
+        free(&i2, c, v[0]);
+        free(&i2, c, v[1]);
+    });
     blocks.push(alloc(&inst, a, Y));
+    let e = alloc(&inst, a, 8192);
+    free(&inst, a, e);
     j();
     check_final(&inst, &blocks);
 }
 
-/// Delta flushes (refill boundary, exit) racing remote frees on the same
-/// slot.
+/// Delta flushes racing remote frees on the same slot: B frees three of
+/// A's blocks remotely while A frees one locally, allocates past its carve
+/// batch twice (each refill: boundary flush, then a drain or a carve),
+/// frees two blocks and exits (the exit's flush, then page-empty or
+/// abandon).
 pub fn flush_vs_remote<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(InstanceConfig {
         keep_live: 1,
@@ -410,22 +511,110 @@ pub fn flush_vs_remote<B: Backend, S: Sched>() {
     });
     let (a, b) = (heap(&inst), heap(&inst));
     let blocks: Vec<usize> = (0..4).map(|_| alloc(&inst, a, X)).collect();
-    let (i2, v) = (inst.clone(), [blocks[0], blocks[1]]);
+    let (i2, v) = (inst.clone(), blocks[..3].to_vec());
     let j = S::spawn(move || {
-        free(&i2, b, v[0]);
-        free(&i2, b, v[1]);
+        for p in v {
+            free(&i2, b, p);
+        }
     });
-    free(&inst, a, blocks[2]);
-    let extra = alloc(&inst, a, X);
+    let mut mine: Vec<usize> = (0..5).map(|_| alloc(&inst, a, X)).collect();
+    free(&inst, a, mine.remove(0));
+    free(&inst, a, mine.remove(0));
     exit(&inst, a);
     j();
-    check_final(&inst, &[blocks[3], extra]);
+    let mut live = mine;
+    live.push(blocks[3]);
+    check_final(&inst, &live);
 }
 
-/// SuperSlab release racing acquisition of its `Empty` slot, while a third
-/// heap empties another slot of the same SuperSlab (mask and count updates
-/// from both sides).
+/// SuperSlab release racing acquisition of its `Empty` slot: A's page of
+/// class X was emptied (stage-1 entry, `Empty` slot) while F keeps a block
+/// of class Y in slot 1; R runs `release_empty` twice (retire by CAS, or
+/// give up on an `Active` slot) while main allocates class X on a new heap
+/// (stage 0.5 claims the slot, or stage 1 pops its entry and re-checks, or
+/// a stage 2/3 slot), frees it and exits (page-empty again: mark, count,
+/// stage-1 push, a release judged) and allocates class X on another heap.
 pub fn release_vs_acquire<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(InstanceConfig {
+        keep_live: 1,
+        ..cfg()
+    });
+    let (a, c, f, g) = (heap(&inst), heap(&inst), heap(&inst), heap(&inst));
+    let a0 = alloc(&inst, a, X);
+    let f0 = alloc(&inst, f, Y);
+    free(&inst, a, a0);
+    exit(&inst, a);
+    let i1 = inst.clone();
+    let j1 = S::spawn(move || {
+        i1.release_empty();
+        i1.release_empty();
+    });
+    let c0 = alloc(&inst, c, X);
+    free(&inst, c, c0);
+    exit(&inst, c);
+    let g0 = alloc(&inst, g, X);
+    j1();
+    check_final(&inst, &[g0, f0]);
+}
+
+/// SuperSlab release racing another slot becoming empty (the empty mask
+/// and count updated from both sides): slot 0 (class X) is `Empty`; F
+/// frees its last block of class Y and exits (page-empty of slot 1: mark,
+/// count, stage-1 push, maybe a release of its own) while R runs
+/// `release_empty` twice.
+pub fn release_vs_page_empty<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(InstanceConfig {
+        keep_live: 1,
+        ..cfg()
+    });
+    let (a, f) = (heap(&inst), heap(&inst));
+    let a0 = alloc(&inst, a, X);
+    let f0 = alloc(&inst, f, Y);
+    free(&inst, a, a0);
+    exit(&inst, a);
+    let i1 = inst.clone();
+    let j1 = S::spawn(move || {
+        i1.release_empty();
+        i1.release_empty();
+    });
+    free(&inst, f, f0);
+    exit(&inst, f);
+    j1();
+    check_final(&inst, &[]);
+}
+
+/// Acquisition racing another slot becoming empty: slot 0 (class X) is
+/// `Empty`; F frees its last block of class Y and exits (mark slot 1
+/// empty, stage-1 push) while main, on a new heap, allocates class X
+/// (stage 0.5 claims slot 0: unmark) and class Y (stage 0.5 may claim slot
+/// 1 as soon as it is `Empty`, or stage 2 takes an `Unused` slot), and
+/// frees the first.
+pub fn acquire_vs_page_empty<B: Backend, S: Sched>() {
+    let inst = new_inst::<B>(InstanceConfig {
+        keep_live: 1,
+        ..cfg()
+    });
+    let (a, c, f) = (heap(&inst), heap(&inst), heap(&inst));
+    let a0 = alloc(&inst, a, X);
+    let f0 = alloc(&inst, f, Y);
+    free(&inst, a, a0);
+    exit(&inst, a);
+    let i2 = inst.clone();
+    let j2 = S::spawn(move || {
+        free(&i2, f, f0);
+        exit(&i2, f);
+    });
+    let c0 = alloc(&inst, c, X);
+    let c1 = alloc(&inst, c, Y);
+    free(&inst, c, c0);
+    j2();
+    check_final(&inst, &[c1]);
+}
+
+/// The three-way form of [`release_vs_acquire`]: release, an acquisition
+/// of the `Empty` slot and another slot becoming empty, all at once (deep
+/// runs only: see docs/verification.md).
+pub fn release_acquire_empty<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(InstanceConfig {
         keep_live: 1,
         ..cfg()
@@ -451,7 +640,10 @@ pub fn release_vs_acquire<B: Backend, S: Sched>() {
 }
 
 /// Arena put (a release to the cache on the last page's exit) racing a take
-/// (stage 3 of another heap).
+/// (stage 3 of another heap): A frees its only block and exits (page-empty,
+/// release into the arena) while C allocates class Y (stage 2 on the live
+/// SuperSlab, or stage 3 from the arena or the OS), frees it and allocates
+/// class X.
 pub fn arena_put_take<B: Backend, S: Sched>() {
     let inst = new_inst::<B>(cfg());
     let (a, c) = (heap(&inst), heap(&inst));
@@ -462,8 +654,10 @@ pub fn arena_put_take<B: Backend, S: Sched>() {
         exit(&i1, a);
     });
     let c0 = alloc(&inst, c, Y);
+    free(&inst, c, c0);
+    let c1 = alloc(&inst, c, X);
     j();
-    check_final(&inst, &[c0]);
+    check_final(&inst, &[c1]);
     let s = inst.snapshot();
     assert!(s.arena.len() <= 1, "arena over its cache bound");
 }

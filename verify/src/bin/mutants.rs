@@ -74,7 +74,7 @@ const ROWS: &[Row] = &[
     },
     Row {
         bug: Mutant::EmptyCountCheckThenAct,
-        check: "loom release_vs_acquire",
+        check: "loom release_vs_page_empty",
         reasons: &["empty_count"],
     },
     Row {
@@ -163,23 +163,24 @@ fn run_child(m: Mutant, check: &str) {
             if check.starts_with("loom") {
                 let f = pick!($tag, scenario;
                     remote_free_vs_drain,
+                    two_remote_frees,
+                    remote_free_vs_empty_reuse,
                     remote_free_vs_owner_exit,
                     abandon_reclaim,
                     reclaim_aba,
                     release_vs_acquire,
+                    release_vs_page_empty,
+                    acquire_vs_page_empty,
+                    release_acquire_empty,
                     release_with_unflushed_page,
                     stage1_exhaustion,
                     scan_vs_claim,
                     page_full_vs_remote,
                     flush_vs_remote,
                     full_hint_vs_remote,
+                    arena_put_take,
                 );
-                let bound = if scenario == "reclaim_aba" {
-                    verify::loom_bound_plus(1)
-                } else {
-                    verify::loom_bound()
-                };
-                verify::loom_check_at(f, bound);
+                verify::loom_check_at(f, verify::loom_bound_for(scenario));
             } else {
                 verify::shuttle_pct(|| sc::churn::<Shuttle<$tag>, ShuttleSched>(4, 40), 7, 2000);
             }
