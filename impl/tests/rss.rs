@@ -35,7 +35,7 @@ const MEDIUM_BYTES: usize = 100 * MIB;
 /// burst: a leak of a tenth of the burst fails.
 const BOUND: usize = 16 * MIB;
 /// The defaults of `HAKMEM_PURGE_THRESHOLD` and `HAKMEM_LARGE_CACHE`.
-const DEFAULT_KEPT: usize = 4 * MIB + 16 * MIB;
+const DEFAULT_KEPT: usize = 4 * MIB + 4 * MIB;
 
 fn burst(collect: bool, bound: usize) {
     let baseline = rss_bytes();
