@@ -96,8 +96,8 @@ pub fn table(rows: &[IrRow], cycles: u64, date: &str, stand_in: Option<&str>) ->
          (the allocator's own instructions per malloc or free). Deterministic: no rounds needed. \
          One operation is one malloc or one free (about half each), so the allocator's figure \
          is the mean of its malloc and free paths, including the call into it: hakmem's malloc \
-         is inlined into the loop by fat LTO (its free is the out-of-line `__rust_dealloc`), \
-         while the C peers are called through their Rust wrappers.\n"
+         and free are inlined into the loop by fat LTO, while the C peers are called through \
+         their Rust wrappers.\n"
     );
     let labels: Vec<&str> = rows
         .first()

@@ -478,7 +478,20 @@ mod tests {
     /// Runs `case` in a child process (this test binary, filtered to this
     /// test) and returns its stderr; the child must abort.
     fn child_stderr(test: &str, case: &str) -> String {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
+        // Through `HAKMEM_TEST_RUNNER` (e.g. `qemu-aarch64`) when set, as
+        // impl/tests/common does.
+        let exe = std::env::current_exe().unwrap();
+        let runner = std::env::var("HAKMEM_TEST_RUNNER").unwrap_or_default();
+        let mut words = runner.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut cmd = std::process::Command::new(program);
+                cmd.args(words).arg(exe);
+                cmd
+            }
+            None => std::process::Command::new(exe),
+        };
+        let out = cmd
             .args([test, "--exact", "--nocapture", "--test-threads=1"])
             .env("HAKMEM_TEST_CHILD", case)
             .output()

@@ -565,31 +565,28 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
     let m = unsafe { &*meta };
     if m.owner.load(Ordering::Relaxed) != heap {
         // SAFETY: forwarded contract.
-        return unsafe { free_remote(heap, meta, ptr, block) };
+        return unsafe { free_remote(ptr, heap, meta) };
     }
     // SAFETY: `heap` owns the page, and the caller gives the block back.
-    // `old ≤ 1` (as i32) ⇔ the decremented `used` is ≤ 0, or `used` carried
-    // the full-list bias: one `sub; jle` on x86-64.
-    let old = unsafe {
+    // The branch is taken when the decremented `used` is ≤ 0 (the page is
+    // now empty, or `used` underflowed: a double free) or `used` carried
+    // the full-list bias.
+    let cold = unsafe {
         m.local.with_mut(|p| {
             let head = (*p).free;
             if head == block {
                 // Freed twice in a row: it is already the free-list head.
-                double_free(ptr);
+                return None;
             }
             B::store_link(ptr.cast(), head);
             (*p).free = block;
             (*p).frees += 1;
-            let old = (*p).used;
-            (*p).used = old.wrapping_sub(1);
-            old as i32
+            Some(dec_used(core::ptr::addr_of_mut!((*p).used)))
         })
     };
-    // SAFETY: heap is live (it owns the page).
-    let h = unsafe { &*heap };
     if B::OBSERVE {
-        // SAFETY: owner.
-        let class = unsafe { local(m, |p| p.class) };
+        // SAFETY: heap is live (it owns the page); owner.
+        let (h, class) = unsafe { (&*heap, local(m, |p| p.class)) };
         B::observe(&Event::FreeLocal {
             t: h.index,
             ss: m.header() as usize,
@@ -597,13 +594,56 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
             block: page::block_index(m, ptr, block_size(class as usize) as u32),
         });
     }
-    if old <= 1 {
-        // SAFETY: owner.
-        return unsafe { free_local_cold(h, meta, ptr) };
+    if cold != Some(false) {
+        // SAFETY: owner; `ptr` was pushed unless `cold` is `None`. One cold
+        // function that can return (not `-> !`) for both: a tail jump, so
+        // the fast path needs no stack frame (a call to a `-> !` function
+        // made LLVM align the stack with a `push`/`pop` on every free).
+        return unsafe { free_local_cold(ptr, heap, cold.is_some()) };
     }
     if let Some(k) = B::FLUSH_THRESHOLD {
-        // SAFETY: owner.
-        unsafe { threshold_flush(h, m, k) };
+        // SAFETY: heap is live and owns the page.
+        unsafe { threshold_flush(&*heap, m, k) };
+    }
+}
+
+/// `*used -= 1`; true when the old value, as `i32`, was ≤ 1 (the new one
+/// is ≤ 0, or the old one carried [`IN_FULL_BIAS`]).
+///
+/// On x86-64 one `dec [used]; jle`: LLVM rewrites the test on the new value
+/// into a compare of the old one and so keeps load, `lea`, store, `cmp`, jump
+/// (5 instructions; measured with the test written on the old value, on the
+/// new one, and with the decrement as `unchecked_sub`).
+/// Elsewhere, and under Miri, the same in plain Rust.
+///
+/// # Safety
+/// `used` is valid for reads and writes and no other access overlaps.
+#[inline(always)]
+unsafe fn dec_used(used: *mut u32) -> bool {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        // SAFETY: forwarded contract; `dec` with a memory operand on an
+        // aligned u32, flags only otherwise (`jle`: ZF = 1 or SF ≠ OF, i.e.
+        // old − 1 ≤ 0 computed without wrapping).
+        unsafe {
+            core::arch::asm!(
+                "dec dword ptr [{used}]",
+                "jle {cold}",
+                used = in(reg) used,
+                cold = label { return true; },
+                options(nostack),
+            );
+        }
+        false
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    {
+        // SAFETY: forwarded contract.
+        unsafe {
+            let old = *used;
+            *used = old.wrapping_sub(1);
+            old as i32 <= 1
+        }
     }
 }
 
@@ -727,14 +767,17 @@ fn validate_foreign<B: Backend>(m: &SlotMeta<B>, ptr: *mut u8) -> usize {
     class
 }
 
+/// The free of a block whose page `mp` the caller's heap does not own.
+///
+/// Arguments in this order so that `ptr` stays in the first argument
+/// register from the fast path's entry (no moves before the tail call).
+///
+/// # Safety
+/// `mp` is the slot metadata of `ptr`'s chunk, a live SuperSlab.
 #[cold]
 #[inline(never)]
-unsafe fn free_remote<B: Backend>(
-    heap: *mut Heap<B>,
-    mp: *mut SlotMeta<B>,
-    ptr: *mut u8,
-    block_value: *mut u8,
-) {
+unsafe fn free_remote<B: Backend>(ptr: *mut u8, heap: *mut Heap<B>, mp: *mut SlotMeta<B>) {
+    let block_value: *mut u8 = core::ptr::with_exposed_provenance_mut(ptr.addr());
     // SAFETY: the block is live, so its slot is Active and mapped until the
     // push below; `m` is not used after it (a raw pointer argument, so the
     // page may be emptied and its SuperSlab unmapped right after the push).
@@ -783,14 +826,22 @@ unsafe fn free_remote<B: Backend>(
 /// The local free's cold part: `used` (after the decrement) is 0, carries
 /// the full-list bias, or underflowed.
 ///
+/// `pushed = false`: `ptr` is already its page's free-list head (a double
+/// free, reported).
+///
 /// # Safety
-/// `h` owns `m`; `ptr` was just pushed on its free list.
+/// `heap` owns `ptr`'s page; `ptr` was just pushed on its free list.
 #[cold]
 #[inline(never)]
-unsafe fn free_local_cold<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>, ptr: *mut u8) {
+unsafe fn free_local_cold<B: Backend>(ptr: *mut u8, heap: *mut Heap<B>, pushed: bool) {
+    if !pushed {
+        double_free(ptr);
+    }
+    let mp = slot_of::<B>(ptr);
     // SAFETY: owner (forwarded). `mp` stays a raw pointer: `page_empty` may
     // release (unmap) its SuperSlab.
     unsafe {
+        let h = &*heap;
         let m = &*mp;
         let used = local(m, |p| p.used);
         let (list, class) = local(m, |p| (p.list, p.class as usize));

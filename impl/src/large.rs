@@ -32,7 +32,8 @@
 //!   paths) and all at once on [`collect`].
 //! - `realloc`: in place when the mapping already holds the new size (a
 //!   shrink below the last requested size that frees ≥ 64 KiB or half the
-//!   block gives the tail back with `mremap`; a growth keeps the tail); growth of a page-aligned block by `mremap(MAYMOVE)` (no copy);
+//!   block gives the tail back with `munmap`, in place; a growth keeps the
+//!   tail); growth of a page-aligned block by `mremap(MAYMOVE)` (no copy);
 //!   otherwise allocate, copy, free.
 //!
 //! The cache is guarded by a spin lock (test-and-test-and-set, then
@@ -934,9 +935,15 @@ impl Large {
             let shrink = new_size < unsafe { (*h).size };
             if shrink && (tail >= SHRINK_MIN_BYTES || (tail > 0 && tail * 2 >= usable)) {
                 if remappable {
-                    // Give the tail back (never moves on Linux; handled if it
-                    // does). A refusal keeps the block as it is.
-                    // SAFETY: the block is live and ours.
+                    // Give the tail back in place; where the OS layer cannot
+                    // (Miri's twin), by `mremap`, which may move. A refusal
+                    // keeps the block as it is.
+                    // SAFETY: the block is live and ours; `data + OS_PAGE`
+                    // is a page multiple below its mapping size.
+                    if unsafe { self.trim(h, data + OS_PAGE, new_size) } {
+                        return ptr;
+                    }
+                    // SAFETY: as above; `trim` left the block untouched.
                     if let Some(p) = unsafe { self.remap(h, data + OS_PAGE, new_size) } {
                         return p;
                     }
@@ -961,6 +968,33 @@ impl Large {
         }
         self.move_block(h, ptr, usable, new_size, align)
             .unwrap_or(ptr::null_mut())
+    }
+
+    /// Unmaps the tail of the page-aligned block of `h` beyond `new_map`
+    /// bytes, in place; `false` (block untouched) when the OS layer cannot.
+    ///
+    /// # Safety
+    /// `h` is a live block of this instance with `map_align == OS_PAGE`, and
+    /// `new_map` is a multiple of `OS_PAGE` in `OS_PAGE * 2..=map_size`.
+    unsafe fn trim(&self, h: *mut Header, new_map: usize, new_size: usize) -> bool {
+        // SAFETY: live header (contract).
+        let (base, map_size) = unsafe { ((*h).base, (*h).map_size) };
+        debug_assert!(new_map > OS_PAGE && new_map <= map_size);
+        // SAFETY: a mapping's base is not null; `os::trim`'s contract holds
+        // (a live `OS_PAGE`-aligned mapping, ours; the user's data ends
+        // below `base + new_map`).
+        if !unsafe { os::trim(NonNull::new_unchecked(base), map_size, new_map) } {
+            return false;
+        }
+        bump(&self.counters.munmap_calls);
+        self.sub_mapped(map_size - new_map);
+        // SAFETY: live header, ours.
+        unsafe {
+            (*h).map_size = new_map;
+            (*h).size = new_size;
+        }
+        bump(&self.counters.reallocs_in_place);
+        true
     }
 
     /// `mremap`s the page-aligned block of `h` to `new_map` bytes and fixes

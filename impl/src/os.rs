@@ -105,6 +105,23 @@ pub unsafe fn remap(ptr: NonNull<u8>, old_size: usize, new_size: usize) -> Optio
     Some(p)
 }
 
+/// Gives the tail `[ptr + new_size, ptr + old_size)` of a mapping made with
+/// `align == OS_PAGE` back to the OS, keeping the head where it is (a shrink
+/// never moves, unlike `mremap`, which may under emulators). `false` when
+/// the tail cannot be given back separately (Miri's twin); the mapping is
+/// then untouched.
+///
+/// # Safety
+/// `ptr`/`old_size` are one live [`map`] with `align == OS_PAGE` (or the
+/// result of [`remap`]) and nothing uses the tail afterwards; on `true` the
+/// mapping is `ptr`/`new_size` from then on.
+pub unsafe fn trim(ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
+    debug_assert!(old_size % OS_PAGE == 0 && new_size % OS_PAGE == 0);
+    debug_assert!(0 < new_size && new_size <= old_size);
+    // SAFETY: forwarded contract.
+    unsafe { imp::trim(ptr, old_size, new_size) }
+}
+
 /// Whether the OS page holding `addr` is mapped (readable or not: a
 /// `PROT_NONE` page counts as mapped). One `mincore` call; used to check a
 /// pointer before its header is read, so that a double free of an unmapped
@@ -220,6 +237,13 @@ mod imp {
         munmap_raw(ptr.as_ptr() as usize, size);
     }
 
+    pub unsafe fn trim(ptr: NonNull<u8>, old_size: usize, new_size: usize) -> bool {
+        // A tail `munmap` of a private anonymous mapping splits nothing off
+        // the head, so it cannot fail for lack of mapping slots.
+        munmap_raw(ptr.as_ptr() as usize + new_size, old_size - new_size);
+        true
+    }
+
     pub unsafe fn decommit(ptr: NonNull<u8>, size: usize) {
         // SAFETY: the caller owns the range; MADV_DONTNEED on a private
         // anonymous mapping makes it read as zero afterwards.
@@ -268,6 +292,11 @@ mod imp {
     pub unsafe fn unmap(ptr: NonNull<u8>, size: usize, align: usize) {
         // SAFETY: same layout as the matching `map`.
         unsafe { System.dealloc(ptr.as_ptr(), Layout::from_size_align_unchecked(size, align)) }
+    }
+
+    pub unsafe fn trim(_ptr: NonNull<u8>, _old_size: usize, _new_size: usize) -> bool {
+        // `System` cannot give back part of an allocation.
+        false
     }
 
     pub unsafe fn decommit(ptr: NonNull<u8>, size: usize) {

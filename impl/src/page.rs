@@ -56,11 +56,18 @@ pub enum PageList {
 /// - `carved ≤ capacity`; `flushed` = the shared `used` as last written.
 /// - `list == Full` ⇔ `in_full` (protocol.md) and then `free` is empty and
 ///   `carved == capacity`.
+///
+/// `repr(C)` with `used` first: the local free's `dec [used]` (see
+/// `heap::dec_used`) then addresses the page's metadata itself, with no
+/// offset to add (the fields do not depend on `B` in size).
+#[repr(C)]
 pub struct PageLocal<B: Backend> {
-    /// Head of the free list (links stored in the blocks), null when empty.
-    pub free: *mut u8,
     /// Blocks not on the free list.
     pub used: u32,
+    /// Local frees not yet folded into the owner's statistics.
+    pub frees: u32,
+    /// Head of the free list (links stored in the blocks), null when empty.
+    pub free: *mut u8,
     /// Blocks carved from the fresh area so far.
     pub carved: u32,
     /// Blocks that fit.
@@ -69,8 +76,6 @@ pub struct PageLocal<B: Backend> {
     pub block_size: u32,
     /// The shared `used` as of the last flush (so delta = used - flushed).
     pub flushed: u32,
-    /// Local frees not yet folded into the owner's statistics.
-    pub frees: u32,
     /// Blocks drained since the last flush (statistics, see
     /// `heap::flush_page`).
     pub drained: u32,

@@ -21,6 +21,9 @@ const PER_THREAD: usize = 256;
 const WARM: usize = 200;
 /// Allowed RSS growth from the warm baseline to the end (see the test).
 const GROWTH_BOUND: usize = 8 << 20;
+/// Set when the test runs under an emulator whose own per-thread memory
+/// shows in the process RSS (see the test).
+const EMULATED_VAR: &str = "HAKMEM_TEST_EMULATED";
 
 struct Block {
     ptr: *mut u8,
@@ -122,11 +125,25 @@ fn a_thousand_threads_leave_blocks_behind() {
     // the pool): what grows is leaked per-thread state. 8 MiB over 800
     // threads allows 10 KiB per thread — less than one 64 KiB slab each —
     // while leaving room for allocator caches still filling up.
-    assert!(
-        end_rss <= warm_rss + GROWTH_BOUND,
-        "RSS grew by {} KiB from thread {WARM} to thread {THREADS}",
-        (end_rss - warm_rss) >> 10
-    );
+    //
+    // Under qemu-user the emulator itself keeps ~280 KiB per thread that
+    // ever ran (a C program with no hakmem in it grows the same way), so
+    // there the process RSS says nothing about hakmem and only the mapping
+    // bounds above and below hold; the aarch64 CI step says so with
+    // `HAKMEM_TEST_EMULATED=qemu`.
+    let growth = end_rss.saturating_sub(warm_rss);
+    if std::env::var_os(EMULATED_VAR).is_some() {
+        eprintln!(
+            "churn: {EMULATED_VAR} set: RSS growth {} KiB not checked (the emulator's)",
+            growth >> 10
+        );
+    } else {
+        assert!(
+            growth <= GROWTH_BOUND,
+            "RSS grew by {} KiB from thread {WARM} to thread {THREADS}",
+            growth >> 10
+        );
+    }
     // Large mappings: the live medium blocks (≤ 4 waves' leftovers, ~6
     // blocks of ≤ 64 KiB per thread) plus the large cache budget.
     let cache = hakmem::config::get().large_cache_bytes as u64;

@@ -218,20 +218,20 @@ fn cache_serves_from_up_to_take_span_classes_above() {
     assert_eq!(p, huge);
     assert_eq!(TAKE_SPAN, 9, "the classes above are counted in this test");
     // Growth inside the mapping stays in place and keeps its pages (no
-    // mremap, although the 32-page tail beyond 30 pages is ≥ 64 KiB): the
+    // trim, although the 32-page tail beyond 30 pages is ≥ 64 KiB): the
     // mapping was resident in the cache already.
     let before = l.stats();
     // SAFETY: live block of `l`.
     let g = unsafe { l.realloc(p, 30 * OS_PAGE, 1) };
     assert_eq!(g, p);
     let after = l.stats();
-    assert_eq!(after.mremap_calls, before.mremap_calls, "no trim on growth");
-    assert_eq!(after.mapped_bytes, before.mapped_bytes);
+    assert_eq!(after.mapped_bytes, before.mapped_bytes, "no trim on growth");
+    assert_eq!(after.mremap_calls, before.mremap_calls);
     // A real shrink still gives the tail back.
     // SAFETY: live block of `l`.
     let s = unsafe { l.realloc(g, OS_PAGE, 1) };
     assert_eq!(s, g);
-    assert_eq!(l.stats().mremap_calls, before.mremap_calls + 1);
+    assert!(l.stats().mapped_bytes < before.mapped_bytes);
     // SAFETY: live blocks of `l`.
     unsafe {
         l.free(s, "free");
@@ -343,7 +343,7 @@ fn realloc_grow_shrink_keep_contents() {
         // Shrink a lot: the tail goes back, the pointer stays.
         let mapped = l.stats().mapped_bytes;
         let s = l.realloc(r, 10_000, 8);
-        // (Miri's twin of mremap is `System.realloc`, which may move.)
+        // (Miri's OS twin cannot unmap a tail; it reallocates, which may move.)
         assert!(s == r || cfg!(miri));
         verify(s, 10_000, 5);
         assert!(l.stats().mapped_bytes < mapped);

@@ -12,10 +12,30 @@ pub fn scenario() -> Option<String> {
     std::env::var(SCENARIO_VAR).ok()
 }
 
+/// A command prefix (e.g. `qemu-aarch64`) that starts child test binaries
+/// when they cannot be executed directly (a cross target without
+/// binfmt_misc); `.ci/aarch64-tests` sets it.
+pub const RUNNER_VAR: &str = "HAKMEM_TEST_RUNNER";
+
+/// A command that runs this test binary, through [`RUNNER_VAR`] if set.
+pub fn self_command() -> Command {
+    let exe = std::env::current_exe().expect("current_exe");
+    let runner = std::env::var(RUNNER_VAR).unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
+}
+
 /// Re-runs this test binary for the single test `test` (which must run
 /// `scenario` when it sees [`SCENARIO_VAR`]), with `env` added.
 pub fn run_child(test: &str, scenario: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    let mut cmd = self_command();
     cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(SCENARIO_VAR, scenario)
         .env_remove("RUST_BACKTRACE");
