@@ -96,6 +96,12 @@ pub fn remove_large(user: usize) {
     debug_assert!((1..=LARGE_MAX).contains(&prev), "large count underflow");
 }
 
+/// The address and length of the map's storage (for the residency
+/// diagnostic: how much of it is resident).
+pub fn storage() -> (usize, usize) {
+    imp::storage()
+}
+
 #[cfg(not(miri))]
 mod imp {
     use super::{ADDR_BITS, CHUNK_SHIFT};
@@ -175,6 +181,10 @@ mod imp {
         assert!(index < LEN, "address beyond the chunk map");
         at(index)
     }
+
+    pub fn storage() -> (usize, usize) {
+        (MAP.0.get() as usize, LEN)
+    }
 }
 
 /// Under Miri a 128 MiB static is too slow to emulate; a small table of
@@ -220,6 +230,10 @@ mod imp {
             }
         }
         panic!("miri chunk table full");
+    }
+
+    pub fn storage() -> (usize, usize) {
+        (VALUES.as_ptr() as usize, SLOTS)
     }
 }
 

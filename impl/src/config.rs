@@ -71,10 +71,13 @@ impl Config {
     ///   phases of a loop (reuse usually comes within microseconds to
     ///   milliseconds), short enough that an idle program is back near its
     ///   baseline RSS within a blink.
-    /// - `large_cache_bytes = 16 MiB`: the extra RSS a program may keep for at
+    /// - `large_cache_bytes = 6 MiB`: the extra RSS a program may keep for at
     ///   most the purge delay after freeing a burst of medium blocks; it holds
-    ///   e.g. 64 blocks of 256 KiB, enough for a few buffers per thread of a
-    ///   busy 8-thread program, and sits beside the 8 MiB of the arena cache.
+    ///   e.g. 24 blocks of 256 KiB. Measured on the python3 and sqlite3
+    ///   replays (docs/benchmarks-analysis.md, *rss*): 16 MiB kept the peak
+    ///   1.4–1.5× glibc's, filled with mappings no later request matched;
+    ///   with hits up to two doublings above a request's class, 6 MiB takes
+    ///   the same page faults as 16 MiB on python3 (4 MiB takes 17 % more).
     /// - `purge_threshold_bytes = 4 MiB` (64 slabs of 64 KiB): bounds what a
     ///   program that frees a burst of small blocks and then goes idle keeps
     ///   (the delay needs later allocator activity to act; the threshold acts
@@ -83,7 +86,7 @@ impl Config {
         stats: false,
         arena_cache: 4,
         purge_delay_ms: 100,
-        large_cache_bytes: 16 * MIB,
+        large_cache_bytes: 6 * MIB,
         purge_threshold_bytes: 4 * MIB,
     };
 

@@ -906,6 +906,30 @@ impl<B: Backend> Instance<B> {
         }
     }
 
+    /// Calls `f` for every SuperSlab and heap chunk, under the pool lock
+    /// (the residency diagnostic).
+    pub(crate) fn for_each_mapping(
+        &self,
+        mut f: impl FnMut(crate::residency::Mapping, usize, usize),
+    ) {
+        let _g = self.pool_lock.lock();
+        // SAFETY: pool lock held: the lists do not change and nothing on
+        // them is unmapped meanwhile.
+        unsafe {
+            let mut ss = self.ps(|ps| ps.all_head);
+            while !ss.is_null() {
+                f(crate::residency::Mapping::SuperSlab, ss as usize, SS_SIZE);
+                ss = (*ss).pooled(|p| p.next_all);
+            }
+            let mut chunk = self.ps(|ps| ps.heap_chunks);
+            while !chunk.is_null() {
+                let bytes = chunk.add(8).cast::<usize>().read();
+                f(crate::residency::Mapping::Heaps, chunk as usize, bytes);
+                chunk = chunk.cast::<*mut u8>().read();
+            }
+        }
+    }
+
     // ------------------------------------------------------------- purge --
 
     /// Decommits `Empty` slots that have stayed empty for the purge delay

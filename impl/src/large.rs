@@ -31,8 +31,9 @@
 //!   large alloc and free, on [`maybe_purge`] (cheap; for the core's slow
 //!   paths) and all at once on [`collect`].
 //! - `realloc`: in place when the mapping already holds the new size (a
-//!   shrink that frees ≥ 64 KiB or half the block gives the tail back with
-//!   `munmap`, in place); growth of a page-aligned block by `mremap(MAYMOVE)` (no copy);
+//!   shrink below the last requested size that frees ≥ 64 KiB or half the
+//!   block gives the tail back with `munmap`, in place; a growth keeps the
+//!   tail); growth of a page-aligned block by `mremap(MAYMOVE)` (no copy);
 //!   otherwise allocate, copy, free.
 //!
 //! The cache is guarded by a spin lock (test-and-test-and-set, then
@@ -93,6 +94,10 @@ pub const CACHE_CLASSES: usize = 28;
 /// The data pages of each cache class.
 pub const CLASS_PAGES: [usize; CACHE_CLASSES] = class_table();
 const _: () = assert!(CLASS_PAGES[CACHE_CLASSES - 1] == CACHE_MAX_PAGES);
+
+/// A cache hit may take a mapping of the request's class or of the next
+/// `TAKE_SPAN - 1` classes (two doublings: up to about 4× the data pages).
+const TAKE_SPAN: usize = 9;
 
 /// A shrink in place gives the tail back when it is at least this big (or
 /// half the block).
@@ -663,14 +668,17 @@ impl Large {
 
     // ---- the cache ----
 
-    /// Takes a cached mapping of class `class` or one of the next two (its
-    /// pages are resident anyway, a fresh mapping would cost a syscall).
+    /// Takes a cached mapping of class `class` or one of the next
+    /// `TAKE_SPAN - 1` (up to about 4× the size): its pages are resident
+    /// anyway, a fresh mapping would cost a syscall and page faults, and a
+    /// block that grows by `realloc` then grows in place (python's lists and
+    /// dicts: the mapping freed by the last growth chain serves the next).
     fn cache_take(&self, class: usize) -> Option<*mut Header> {
         if self.counters.cached_bytes.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let mut cache = self.cache.lock();
-        let h = (class..CACHE_CLASSES.min(class + 3)).find_map(|c| cache.pop(c))?;
+        let h = (class..CACHE_CLASSES.min(class + TAKE_SPAN)).find_map(|c| cache.pop(c))?;
         self.counters
             .cached_bytes
             .store(cache.bytes as u64, Ordering::Relaxed);
@@ -960,7 +968,9 @@ impl Large {
             }
             .min(usable);
             let tail = usable - data;
-            if tail >= SHRINK_MIN_BYTES || (tail > 0 && tail * 2 >= usable) {
+            // SAFETY: a live header, ours.
+            let shrink = new_size < unsafe { (*h).size };
+            if shrink && (tail >= SHRINK_MIN_BYTES || (tail > 0 && tail * 2 >= usable)) {
                 if remappable {
                     // Give the tail back in place; where the OS layer cannot
                     // (Miri's twin), by `mremap`, which may move. A refusal

@@ -132,6 +132,14 @@ pub fn is_mapped(addr: usize) -> bool {
     imp::is_mapped(addr & !(OS_PAGE - 1))
 }
 
+/// How many of the OS pages of `[addr, addr + len)` are resident (one
+/// `mincore` per 2 MiB; `addr` page-aligned, the range mapped). For the
+/// residency diagnostic only. Always 0 under Miri.
+pub fn resident_bytes(addr: usize, len: usize) -> usize {
+    debug_assert_eq!(addr % OS_PAGE, 0);
+    imp::resident_pages(addr, len) * OS_PAGE
+}
+
 /// Milliseconds of a monotonic clock (`CLOCK_MONOTONIC`), for purge delays.
 pub fn monotonic_ms() -> u64 {
     let mut ts = libc::timespec {
@@ -207,6 +215,26 @@ mod imp {
         rc == 0
     }
 
+    pub fn resident_pages(addr: usize, len: usize) -> usize {
+        let mut vec = [0u8; 512];
+        let mut n = 0;
+        let mut a = addr;
+        let end = addr + len;
+        while a < end {
+            let step = (end - a).min(vec.len() * OS_PAGE);
+            // SAFETY: mincore only reads page tables and writes one byte per
+            // page of `step` (≤ 512 pages) into `vec`; an unmapped range
+            // makes it fail with ENOMEM (counted as not resident).
+            let rc = unsafe { libc::mincore(a as *mut libc::c_void, step, vec.as_mut_ptr()) };
+            if rc == 0 {
+                let pages = step.div_ceil(OS_PAGE);
+                n += vec[..pages].iter().filter(|&&b| b & 1 != 0).count();
+            }
+            a += step;
+        }
+        n
+    }
+
     pub unsafe fn unmap(ptr: NonNull<u8>, size: usize, _align: usize) {
         munmap_raw(ptr.as_ptr() as usize, size);
     }
@@ -257,6 +285,10 @@ mod imp {
 
     pub fn is_mapped(_page: usize) -> bool {
         true
+    }
+
+    pub fn resident_pages(_addr: usize, _len: usize) -> usize {
+        0
     }
 
     pub unsafe fn unmap(ptr: NonNull<u8>, size: usize, align: usize) {

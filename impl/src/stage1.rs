@@ -12,8 +12,11 @@
 //! (its fields are atomics).
 //!
 //! # Invariants
-//! - Every node is in exactly one place: the free pool or one class list
-//!   (or held by exactly one thread between its pop and its push).
+//! - Every node is in exactly one place: the free pool (its list, or the
+//!   never-used nodes `fresh..n_nodes`) or one class list (or held by
+//!   exactly one thread between its pop and its push).
+//! - Only nodes below `fresh` have been written; a node becomes reachable
+//!   from a list head only after it was written.
 //! - An entry goes to the fallback list exactly when the pool is empty.
 //! - A slot is at most once on its class's fallback list (`queued`).
 
@@ -85,6 +88,9 @@ pub enum Source {
 pub struct Stage1<B: Backend> {
     heads: [B::AtomicU64; NUM_CLASSES],
     pool: B::AtomicU64,
+    /// Nodes `0..fresh` have been written (handed out at least once); the
+    /// others are untouched memory, free.
+    fresh: B::AtomicU32,
     nodes: *mut Node<B>,
     n_nodes: usize,
     map_bytes: usize,
@@ -108,6 +114,11 @@ fn unpack(w: u64) -> (u64, u32) {
 }
 
 impl<B: Backend> Stage1<B> {
+    /// The node pool's mapping: address and bytes (residency diagnostic).
+    pub(crate) fn pool_mapping(&self) -> (usize, usize) {
+        (self.nodes as usize, self.map_bytes)
+    }
+
     /// The lock of the fallback lists (held across `fork`).
     pub(crate) fn fallback_lock(&self) -> &SpinLock<B> {
         &self.fallback_lock
@@ -121,20 +132,14 @@ impl<B: Backend> Stage1<B> {
             (n_nodes.max(1)) * core::mem::size_of::<Node<B>>(),
             os::OS_PAGE,
         )?;
+        // The nodes are written when first handed out (`pool_pop`), so an
+        // instance whose stage-1 lists stay short touches one page of the
+        // mapping, not all of it (64 KiB for the default 4096 nodes).
         let nodes = os::map(bytes, os::OS_PAGE)?.as_ptr().cast::<Node<B>>();
-        for i in 0..n_nodes {
-            let next = if i + 1 < n_nodes { i as u32 + 2 } else { NIL };
-            // SAFETY: `i < n_nodes` lies inside the fresh mapping.
-            unsafe {
-                nodes.add(i).write(Node {
-                    next: B::AtomicU32::new(next),
-                    entry: B::AtomicPtr::new(null_mut()),
-                })
-            };
-        }
         Some(Self {
             heads: core::array::from_fn(|_| B::AtomicU64::new(0)),
-            pool: B::AtomicU64::new(if n_nodes > 0 { 1 } else { 0 }),
+            pool: B::AtomicU64::new(0),
+            fresh: B::AtomicU32::new(0),
             nodes,
             n_nodes,
             map_bytes: bytes,
@@ -144,6 +149,37 @@ impl<B: Backend> Stage1<B> {
                 len: 0,
             })),
         })
+    }
+
+    /// A free node: the pool list's head, else one never used (written
+    /// now); `None` when all `n_nodes` are in use.
+    fn pool_pop(&self) -> Option<u32> {
+        if let Some(idx) = self.pop_idx(&self.pool) {
+            return Some(idx);
+        }
+        let mut f = self.fresh.load(Ordering::Relaxed);
+        loop {
+            if f as usize >= self.n_nodes {
+                return None;
+            }
+            match self
+                .fresh
+                .compare_exchange_weak(f, f + 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(x) => f = x,
+            }
+        }
+        // SAFETY: index `f < n_nodes` lies inside the mapping and was never
+        // handed out: this thread is its only user until it publishes the
+        // node with a push (a `SeqCst` CAS, after this write).
+        unsafe {
+            self.nodes.add(f as usize).write(Node {
+                next: B::AtomicU32::new(NIL),
+                entry: B::AtomicPtr::new(null_mut()),
+            })
+        };
+        Some(f + 1)
     }
 
     #[inline]
@@ -198,7 +234,7 @@ impl<B: Backend> Stage1<B> {
     /// `slot` is a slot of a live SuperSlab of this instance that the caller
     /// just made `Empty` (counted in `readers` until the push returns).
     pub unsafe fn push(&self, class: usize, slot: *mut SlotMeta<B>) -> Source {
-        match self.pop_idx(&self.pool) {
+        match self.pool_pop() {
             Some(idx) => {
                 self.node(idx).entry.store(slot, Ordering::Relaxed);
                 self.push_idx(&self.heads[class], idx);
@@ -369,9 +405,10 @@ impl<B: Backend> Stage1<B> {
         removed
     }
 
-    /// Free nodes in the pool (quiescent use: snapshot, tests).
+    /// Free nodes in the pool, never-used ones included (quiescent use:
+    /// snapshot, tests).
     pub fn free_nodes(&self) -> usize {
-        let mut n = 0;
+        let mut n = self.n_nodes - self.fresh.load(Ordering::Acquire) as usize;
         let (_, mut cur) = unpack(self.pool.load(Ordering::Acquire));
         while cur != NIL {
             n += 1;
@@ -412,9 +449,9 @@ impl<B: Backend> Stage1<B> {
 impl<B: Backend> Drop for Stage1<B> {
     fn drop(&mut self) {
         if core::mem::needs_drop::<Node<B>>() {
-            for i in 0..self.n_nodes {
-                // SAFETY: node `i` was written in `new` and is not used any
-                // more (checker backends' atomics own resources).
+            for i in 0..self.fresh.load(Ordering::Relaxed) as usize {
+                // SAFETY: node `i < fresh` was written by `pool_pop` and is
+                // not used any more (checker backends' atomics own resources).
                 unsafe { core::ptr::drop_in_place(self.nodes.add(i)) };
             }
         }

@@ -35,7 +35,7 @@ const MEDIUM_BYTES: usize = 100 * MIB;
 /// burst: a leak of a tenth of the burst fails.
 const BOUND: usize = 16 * MIB;
 /// The defaults of `HAKMEM_PURGE_THRESHOLD` and `HAKMEM_LARGE_CACHE`.
-const DEFAULT_KEPT: usize = 4 * MIB + 16 * MIB;
+const DEFAULT_KEPT: usize = 4 * MIB + 6 * MIB;
 
 fn burst(collect: bool, bound: usize) {
     let baseline = rss_bytes();
@@ -124,7 +124,7 @@ fn idle_after_burst_keeps_at_most_the_configured_caches() {
         &[
             ("HAKMEM_PURGE_DELAY_MS", "100"),
             ("HAKMEM_PURGE_THRESHOLD", "4m"),
-            ("HAKMEM_LARGE_CACHE", "16m"),
+            ("HAKMEM_LARGE_CACHE", "6m"),
         ],
         false,
         BOUND + DEFAULT_KEPT,

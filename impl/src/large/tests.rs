@@ -199,24 +199,42 @@ fn cache_reuses_and_zeroes() {
 }
 
 #[test]
-fn cache_serves_from_the_next_classes_only() {
+fn cache_serves_from_up_to_take_span_classes_above() {
     let l = instance(4 << 20, 100);
     let small = l.alloc(OS_PAGE, 1, false); // class 0 (1 page)
-    let big = l.alloc(20 * OS_PAGE, 1, false); // class of 20 pages
-                                               // SAFETY: live blocks of `l`.
+    let huge = l.alloc(64 * OS_PAGE, 1, false); // class 19 (64 pages)
+                                                // SAFETY: live blocks of `l`.
     unsafe {
         l.free(small, "free");
-        l.free(big, "free");
+        l.free(huge, "free");
     }
-    // 16 pages: classes 16, 20 (next), 24... -> the 20-page mapping.
-    let p = l.alloc(15 * OS_PAGE + 1, 1, false);
-    assert_eq!(p, big);
-    // 6 pages: classes 6, 7, 8 -> none cached (the 1-page one is too small).
+    // 6 pages: class 5; classes 5..=13 (up to 24 pages) -> none cached (the
+    // 1-page one is too small, the 64-page one too far above).
     let q = l.alloc(6 * OS_PAGE, 1, false);
     assert_ne!(q, small);
+    assert_ne!(q, huge);
+    // 20 pages: class 12; classes 12..=20 hold the 64-page mapping.
+    let p = l.alloc(20 * OS_PAGE, 1, false);
+    assert_eq!(p, huge);
+    assert_eq!(TAKE_SPAN, 9, "the classes above are counted in this test");
+    // Growth inside the mapping stays in place and keeps its pages (no
+    // trim, although the 32-page tail beyond 30 pages is ≥ 64 KiB): the
+    // mapping was resident in the cache already.
+    let before = l.stats();
+    // SAFETY: live block of `l`.
+    let g = unsafe { l.realloc(p, 30 * OS_PAGE, 1) };
+    assert_eq!(g, p);
+    let after = l.stats();
+    assert_eq!(after.mapped_bytes, before.mapped_bytes, "no trim on growth");
+    assert_eq!(after.mremap_calls, before.mremap_calls);
+    // A real shrink still gives the tail back.
+    // SAFETY: live block of `l`.
+    let s = unsafe { l.realloc(g, OS_PAGE, 1) };
+    assert_eq!(s, g);
+    assert!(l.stats().mapped_bytes < before.mapped_bytes);
     // SAFETY: live blocks of `l`.
     unsafe {
-        l.free(p, "free");
+        l.free(s, "free");
         l.free(q, "free");
     }
 }
