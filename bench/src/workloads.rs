@@ -21,6 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::hint::black_box;
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::Instant;
 
@@ -615,6 +616,8 @@ pub fn larson(p: LarsonParams) -> Outcome {
     assert!(p.threads > 0 && p.blocks > 0 && p.min > 0 && p.min <= p.max);
     let t_n = p.threads as usize;
     let pool: Mutex<VecDeque<LArray>> = Mutex::new(VecDeque::with_capacity(2 * t_n));
+    // Threads still in their rounds: the last one takes its own arrays.
+    let running = AtomicUsize::new(t_n);
     let start = Barrier::new(t_n);
     let span = p.max - p.min + 1;
     let fill = |rng: &mut Xorshift32, t: usize| LArray {
@@ -632,7 +635,7 @@ pub fn larson(p: LarsonParams) -> Outcome {
     let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..t_n)
             .map(|t| {
-                let (pool, start, fill) = (&pool, &start, &fill);
+                let (pool, running, start, fill) = (&pool, &running, &start, &fill);
                 s.spawn(move || {
                     let mut rng = Xorshift32::new(p.seed.wrapping_add(t as u32));
                     let mut cur = fill(&mut rng, t);
@@ -655,10 +658,12 @@ pub fn larson(p: LarsonParams) -> Outcome {
                         }
                         cur.holder = t;
                         pool.lock().expect("no panics while held").push_back(cur);
-                        cur = take_foreign(pool, t, t_n == 1);
+                        cur = take_foreign(pool, t, running);
                     }
                     let t1 = Instant::now();
+                    cur.holder = t;
                     pool.lock().expect("no panics while held").push_back(cur);
+                    running.fetch_sub(1, Ordering::Release);
                     (t0, t1)
                 })
             })
@@ -690,14 +695,21 @@ pub fn larson(p: LarsonParams) -> Outcome {
     }
 }
 
-/// Takes the oldest idle array that a thread other than `t` held last
-/// (any array when `alone`), spinning and then yielding while there is none.
-fn take_foreign(pool: &Mutex<VecDeque<LArray>>, t: usize, alone: bool) -> LArray {
+/// Takes the oldest idle array that a thread other than `t` held last,
+/// spinning and then yielding while there is none; the oldest of all once
+/// `t` is the only thread still running (`running == 1`).
+///
+/// This never waits forever: while two threads or more run, not all of them
+/// can wait (every array would be idle, and the idle arrays cannot all have
+/// been held last by each waiter), so one that runs will hand over an array
+/// the waiter did not hold; a thread that finishes hands its last array
+/// over before it stops counting as running.
+fn take_foreign(pool: &Mutex<VecDeque<LArray>>, t: usize, running: &AtomicUsize) -> LArray {
     let mut tries = 0u32;
     loop {
         {
             let mut q = pool.lock().expect("no panics while held");
-            let pick = if alone {
+            let pick = if running.load(Ordering::Acquire) == 1 {
                 Some(0)
             } else {
                 q.iter().position(|a| a.holder != t)
@@ -1123,8 +1135,10 @@ mod tests {
 
     #[test]
     fn larson_counts_two_calls_per_replacement() {
+        // Four threads: the last to finish take their own arrays instead of
+        // waiting for hand-overs from threads that have stopped.
         let out = larson(LarsonParams {
-            threads: 2,
+            threads: 4,
             rounds: 3,
             per_round: 50,
             blocks: 16,
@@ -1132,7 +1146,7 @@ mod tests {
             max: 1000,
             seed: 1,
         });
-        assert_eq!(out.ops, 2 * 2 * 3 * 50);
+        assert_eq!(out.ops, 2 * 4 * 3 * 50);
     }
 
     #[test]
@@ -1142,11 +1156,13 @@ mod tests {
             holder,
         };
         let pool = Mutex::new(VecDeque::from([arr(1, 10), arr(0, 11), arr(1, 12)]));
+        let running = AtomicUsize::new(2);
         // Thread 1 skips its own arrays; thread 0 takes the oldest overall.
-        assert_eq!(take_foreign(&pool, 1, false).blocks[0].addr, 11);
-        assert_eq!(take_foreign(&pool, 0, false).blocks[0].addr, 10);
-        // Alone, a thread takes its own.
-        assert_eq!(take_foreign(&pool, 1, true).blocks[0].addr, 12);
+        assert_eq!(take_foreign(&pool, 1, &running).blocks[0].addr, 11);
+        assert_eq!(take_foreign(&pool, 0, &running).blocks[0].addr, 10);
+        // The last thread running takes its own.
+        running.store(1, Ordering::Relaxed);
+        assert_eq!(take_foreign(&pool, 1, &running).blocks[0].addr, 12);
     }
 
     #[test]
