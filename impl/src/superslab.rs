@@ -79,8 +79,8 @@ impl SlotState {
 ///   `used ≤ capacity`.
 /// - The remote-free head word ([`SlotMeta::remote`], see `page.rs`: a
 ///   block address with the `FULL`/`BUSY` marks in its low bits and the
-///   list length in its top bits) is not in this struct but on a cache
-///   line of its own in the header ([`SsHeader::remote`]).
+///   list length in its top bits) is not in this struct but in the header's
+///   remote words, on lines of their own ([`SsHeader::remote`]).
 ///
 /// Cache lines (production, 128 bytes): line 0 is `local`, written by the
 /// owner on every malloc/free; line 1 (`state`, `used`, `owner`, …) is
@@ -154,7 +154,7 @@ impl<B: Backend> SlotMeta<B> {
         // SAFETY: every slot the protocols touch (never a dummy page) lives
         // in a SuperSlab header, mapped while its slots are used, which
         // holds one remote word per slot.
-        unsafe { &(*self.header()).remote.0[self.index()].0 }
+        unsafe { &(*self.header()).remote.0[self.index()] }
     }
 
     /// Start of this slot's block area.
@@ -198,20 +198,14 @@ pub(crate) struct SsPooled<B: Backend> {
     pub next_cached: *mut SsHeader<B>,
 }
 
-/// One slot's remote-free head word, alone on its 64-byte line.
-///
-/// Remote freers CAS it and the owner swaps it; with several words per line
-/// (as before), a thread pushing to one slot's list and a thread pushing to
-/// (or draining) a neighbouring slot's list took the line from each other
-/// on every remote free — Larson T=2, where both threads' pages share
-/// SuperSlabs, spent most of `free_remote` on that CAS.
+/// The slots' remote-free head words, starting on a cache line of their own
+/// (after the slot metadata): no line holds both a remote word and any
+/// slot's metadata. Unpadded per word — one 64-byte line per word would not
+/// fit the 8 KiB header with the checkers' (larger) atomics — so remote
+/// freers of neighbouring slots may share a line with each other, never
+/// with an owner's hot lines.
 #[repr(C, align(64))]
-pub(crate) struct RemoteWord<B: Backend>(pub(crate) B::AtomicPtr<u8>);
-
-/// The slots' remote-free head words, after the slot metadata: no line holds
-/// two remote words, or a remote word and any slot's metadata.
-#[repr(C, align(64))]
-pub(crate) struct RemoteWords<B: Backend>(pub(crate) [RemoteWord<B>; SLOTS]);
+pub(crate) struct RemoteWords<B: Backend>(pub(crate) [B::AtomicPtr<u8>; SLOTS]);
 
 /// The SuperSlab header, at the base of the SuperSlab.
 ///
@@ -262,11 +256,9 @@ impl<B: Backend> SsHeader<B> {
             for i in 0..SLOTS {
                 slots.add(i).write(SlotMeta::new());
             }
-            let remote = ptr::addr_of_mut!((*h).remote).cast::<RemoteWord<B>>();
+            let remote = ptr::addr_of_mut!((*h).remote).cast::<B::AtomicPtr<u8>>();
             for i in 0..SLOTS {
-                remote
-                    .add(i)
-                    .write(RemoteWord(B::AtomicPtr::new(null_mut())));
+                remote.add(i).write(B::AtomicPtr::new(null_mut()));
             }
             ptr::addr_of_mut!((*h).empty_mask).write(B::AtomicU32::new(0));
             ptr::addr_of_mut!((*h).empty_count).write(B::AtomicU32::new(0));
