@@ -642,11 +642,14 @@ bytes and its first byte written. An untimed warm-up of CYCLES/10 iterations (se
 clamp puts about half of the blocks at 257 or 768 B).
 - `random_mixed_indep`: the same, with the size from a second draw (with WS a power of two, the C \
 definition ties each slot to a few sizes: WS 8192 to exactly one).
-- `larson THREADS ROUNDS PER_ROUND BLOCKS MIN MAX SEED`: one array of BLOCKS blocks per thread, \
-filled untimed by its thread; in round k thread t replaces PER_ROUND random blocks (sizes \
-MIN..=MAX) of array (t + k) % T, then waits at a barrier: from round 1 on, blocks are freed by a \
-thread that did not allocate them (with the suite's 1024 blocks and 16384 replacements per \
-round, about 6% of all frees). ops = allocator calls = 2 × T × ROUNDS × PER_ROUND.
+- `larson THREADS ROUNDS PER_ROUND BLOCKS MIN MAX SEED`: each thread fills two arrays of BLOCKS \
+blocks (untimed), holds one and puts the other in a pool of idle arrays; per round it replaces \
+PER_ROUND random blocks (sizes MIN..=MAX) of the array it holds, puts it back in the pool and takes \
+the oldest idle array another thread held last (no barrier: a thread waits, spinning, only when it is \
+a whole round ahead of every other). From the first hand-over on, blocks are freed by a thread that \
+did not allocate them (with the suite's 512 blocks and 8192 replacements per round, about 6% of all \
+frees). Each thread times itself, thread exit excluded. ops = allocator calls = 2 × T × ROUNDS × \
+PER_ROUND.
 - `cache_thrash` / `cache_scratch THREADS ITERATIONS SIZE WRITES` (Hoard's false-sharing tests): \
 each thread allocates a SIZE-byte object, writes and reads back each byte WRITES times, frees it; \
 in cache_scratch the main thread first allocates one object per thread back to back and each \

@@ -17,10 +17,11 @@
 //! the final clean-up are untimed) and returns an [`Outcome`].
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::hint::black_box;
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::Instant;
 
@@ -113,9 +114,9 @@ pub struct MixedParams {
 /// Parameters of the Larson-like workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LarsonParams {
-    /// Threads, each owning one array of blocks at a time.
+    /// Threads, each holding one array of blocks at a time (and filling two).
     pub threads: u32,
-    /// Rounds; after each one every array moves on to the next thread.
+    /// Rounds per thread; after each one the thread hands its array over.
     pub rounds: u32,
     /// Block replacements per thread and round.
     pub per_round: u32,
@@ -601,79 +602,146 @@ unsafe fn free_block(addr: usize, size: u32) {
     unsafe { dealloc(addr as *mut u8, block_layout(size)) }
 }
 
-/// Larson-like server simulation. T arrays of BLOCKS blocks, each first
-/// filled (untimed) by its own thread. In round `k`, thread `t` works on
-/// array `(t + k) % T`: PER_ROUND times it picks a random block (`r % BLOCKS`),
-/// frees it and puts a new block of `MIN + r2 % (MAX - MIN + 1)` bytes there
-/// (first byte written). A barrier ends each round, so from round 1 on every
-/// array holds blocks that another thread allocated: they are freed remotely
-/// (with T = 1 the same code runs without remote frees). The timer runs from
-/// the common start to the last thread's exit; the blocks left are freed
-/// afterwards, untimed. ops = allocator calls = 2 × T × ROUNDS × PER_ROUND.
+/// One Larson array and the thread that held it last.
+struct LArray {
+    blocks: Vec<LBlock>,
+    holder: usize,
+}
+
+/// Larson-like server simulation. Each of the T threads fills two arrays
+/// of BLOCKS blocks (untimed), keeps one and puts the other in a common
+/// pool of idle arrays. Then, ROUNDS times, it replaces PER_ROUND random
+/// blocks of the array it holds (pick `r % BLOCKS`, free it, put a new
+/// block of `MIN + r2 % (MAX - MIN + 1)` bytes there, first byte written)
+/// and hands the array over: it puts it at the back of the pool and takes
+/// the oldest idle array that another thread held last. So from the first
+/// hand-over on, the blocks a thread frees at the start of a round were
+/// allocated by another thread (with T = 1 the thread alternates between
+/// its two arrays: no remote frees).
+///
+/// The hand-over is the only synchronisation. It replaces a barrier after
+/// every round (`std::sync::Barrier`: every thread but the last sleeps on a
+/// futex until the slowest arrives; with rounds of ~0.1 ms the threads of
+/// a T = 2 run spent most of their time there, for every allocator — see
+/// docs/benchmarks-analysis.md, *larson*). Here a thread waits only when
+/// the pool holds no array from another thread (it is a whole round ahead
+/// of all of them), and then spins and yields instead of sleeping. Each thread times itself from the
+/// common start to the end of its last round (thread exit is not timed);
+/// the run's time is from the earliest start to the latest end. The blocks
+/// left are freed afterwards, untimed. ops = allocator calls = 2 × T ×
+/// ROUNDS × PER_ROUND.
 pub fn larson(p: LarsonParams) -> Outcome {
     assert!(p.threads > 0 && p.blocks > 0 && p.min > 0 && p.min <= p.max);
     let t_n = p.threads as usize;
-    let arrays: Vec<Mutex<Vec<LBlock>>> = (0..t_n)
-        .map(|_| Mutex::new(vec![LBlock { addr: 0, size: 0 }; p.blocks as usize]))
-        .collect();
-    let start = Barrier::new(t_n + 1);
-    let round_end = Barrier::new(t_n);
+    let pool: Mutex<VecDeque<LArray>> = Mutex::new(VecDeque::with_capacity(2 * t_n));
+    // Threads still in their rounds: the last one takes its own arrays.
+    let running = AtomicUsize::new(t_n);
+    let start = Barrier::new(t_n);
     let span = p.max - p.min + 1;
-    let secs = std::thread::scope(|s| {
+    let fill = |rng: &mut Xorshift32, t: usize| LArray {
+        blocks: (0..p.blocks)
+            .map(|_| {
+                let size = p.min + rng.next() % span;
+                LBlock {
+                    addr: alloc_block(size, t as u8),
+                    size,
+                }
+            })
+            .collect(),
+        holder: t,
+    };
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..t_n)
             .map(|t| {
-                let (arrays, start, round_end) = (&arrays, &start, &round_end);
+                let (pool, running, start, fill) = (&pool, &running, &start, &fill);
                 s.spawn(move || {
                     let mut rng = Xorshift32::new(p.seed.wrapping_add(t as u32));
-                    {
-                        let mut own = arrays[t].lock().expect("no panics while held");
-                        for b in own.iter_mut() {
+                    let mut cur = fill(&mut rng, t);
+                    let idle = fill(&mut rng, t);
+                    pool.lock().expect("no panics while held").push_back(idle);
+                    start.wait();
+                    let t0 = Instant::now();
+                    for k in 0..p.rounds {
+                        for _ in 0..p.per_round {
+                            let i = (rng.next() % p.blocks) as usize;
                             let size = p.min + rng.next() % span;
-                            *b = LBlock {
-                                addr: alloc_block(size, t as u8),
+                            let old = cur.blocks[i];
+                            // SAFETY: every array entry holds a live block
+                            // with its size (filled above, replaced here).
+                            unsafe { free_block(old.addr, old.size) };
+                            cur.blocks[i] = LBlock {
+                                addr: alloc_block(size, k as u8),
                                 size,
                             };
                         }
+                        cur.holder = t;
+                        pool.lock().expect("no panics while held").push_back(cur);
+                        cur = take_foreign(pool, t, running);
                     }
-                    start.wait();
-                    for k in 0..p.rounds as usize {
-                        {
-                            let mut arr =
-                                arrays[(t + k) % t_n].lock().expect("no panics while held");
-                            for _ in 0..p.per_round {
-                                let i = (rng.next() % p.blocks) as usize;
-                                let size = p.min + rng.next() % span;
-                                let old = arr[i];
-                                // SAFETY: every array entry holds a live block
-                                // with its size (filled above, replaced here).
-                                unsafe { free_block(old.addr, old.size) };
-                                arr[i] = LBlock {
-                                    addr: alloc_block(size, k as u8),
-                                    size,
-                                };
-                            }
-                        }
-                        round_end.wait();
-                    }
+                    let t1 = Instant::now();
+                    cur.holder = t;
+                    pool.lock().expect("no panics while held").push_back(cur);
+                    running.fetch_sub(1, Ordering::Release);
+                    (t0, t1)
                 })
             })
             .collect();
-        start.wait();
-        let t0 = Instant::now();
-        for w in workers {
-            w.join().expect("larson worker panicked");
-        }
-        t0.elapsed().as_secs_f64()
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("larson worker panicked"))
+            .collect()
     });
-    for arr in arrays {
-        for b in arr.into_inner().expect("no panics while held") {
+    let t0 = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("at least one thread");
+    let t1 = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("at least one thread");
+    for arr in pool.into_inner().expect("no panics while held") {
+        for b in arr.blocks {
             // SAFETY: every entry holds a live block with its size.
             unsafe { free_block(b.addr, b.size) };
         }
     }
     Outcome {
         ops: 2 * u64::from(p.threads) * u64::from(p.rounds) * u64::from(p.per_round),
-        secs,
+        secs: (t1 - t0).as_secs_f64(),
+    }
+}
+
+/// Takes the oldest idle array that a thread other than `t` held last,
+/// spinning and then yielding while there is none; the oldest of all once
+/// `t` is the only thread still running (`running == 1`).
+///
+/// This never waits forever: while two threads or more run, not all of them
+/// can wait (every array would be idle, and the idle arrays cannot all have
+/// been held last by each waiter), so one that runs will hand over an array
+/// the waiter did not hold; a thread that finishes hands its last array
+/// over before it stops counting as running.
+fn take_foreign(pool: &Mutex<VecDeque<LArray>>, t: usize, running: &AtomicUsize) -> LArray {
+    let mut tries = 0u32;
+    loop {
+        {
+            let mut q = pool.lock().expect("no panics while held");
+            let pick = if running.load(Ordering::Acquire) == 1 {
+                Some(0)
+            } else {
+                q.iter().position(|a| a.holder != t)
+            };
+            if let Some(a) = pick.and_then(|i| q.remove(i)) {
+                return a;
+            }
+        }
+        tries += 1;
+        if tries < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
     }
 }
 
@@ -1085,8 +1153,10 @@ mod tests {
 
     #[test]
     fn larson_counts_two_calls_per_replacement() {
+        // Four threads: the last to finish take their own arrays instead of
+        // waiting for hand-overs from threads that have stopped.
         let out = larson(LarsonParams {
-            threads: 2,
+            threads: 4,
             rounds: 3,
             per_round: 50,
             blocks: 16,
@@ -1094,7 +1164,23 @@ mod tests {
             max: 1000,
             seed: 1,
         });
-        assert_eq!(out.ops, 2 * 2 * 3 * 50);
+        assert_eq!(out.ops, 2 * 4 * 3 * 50);
+    }
+
+    #[test]
+    fn larson_hands_over_the_oldest_foreign_array() {
+        let arr = |holder, tag| LArray {
+            blocks: vec![LBlock { addr: tag, size: 0 }],
+            holder,
+        };
+        let pool = Mutex::new(VecDeque::from([arr(1, 10), arr(0, 11), arr(1, 12)]));
+        let running = AtomicUsize::new(2);
+        // Thread 1 skips its own arrays; thread 0 takes the oldest overall.
+        assert_eq!(take_foreign(&pool, 1, &running).blocks[0].addr, 11);
+        assert_eq!(take_foreign(&pool, 0, &running).blocks[0].addr, 10);
+        // The last thread running takes its own.
+        running.store(1, Ordering::Relaxed);
+        assert_eq!(take_foreign(&pool, 1, &running).blocks[0].addr, 12);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! # The remote head word
 //!
 //! `SlotMeta::remote` holds the address of the newest remote-freed block,
-//! with two marks in its low bits (blocks are 16-aligned):
+//! with two marks in its low bits (blocks are 16-aligned) and the list's
+//! length in its top bits (below):
 //!
 //! - `FULL`: the page is on its owner's full list and wants a hint. Set by
 //!   the owner with `CAS(empty → FULL)` (this CAS is the `PageFull`
@@ -22,6 +23,16 @@
 //! A freer that sees no mark pushes with one CAS (Release). This is
 //! mimalloc's "delayed free" state machine, folded into the remote head so
 //! that the freer never reads the page after its block is published.
+//!
+//! The word's top 16 bits ([`COUNT_SHIFT`]) hold the number of blocks on
+//! the list: each push writes its block's address with the count it read
+//! plus one, in the same CAS (blocks lie in SuperSlabs, which the chunk
+//! map only takes below 2^[`ADDR_BITS`](crate::chunkmap::ADDR_BITS) = 2^48). So the owner's drain learns `n` from the word it
+//! swapped out and does not walk the list to count it — a walk is a chain of
+//! dependent loads, each a line the freeing core wrote last. When the free
+//! list is empty (the refill path, always) the drained list simply becomes
+//! the free list; only a drain onto a non-empty free list (abandon) walks
+//! to the tail.
 
 use crate::heap::Heap;
 use crate::observe::{Event, FlushReason};
@@ -35,6 +46,50 @@ pub const FULL: usize = 1;
 /// Remote head mark: a freer is hinting the owner.
 pub const BUSY: usize = 2;
 const MARKS: usize = FULL | BUSY;
+/// The remote head word's list length lives in its bits `COUNT_SHIFT..`.
+pub const COUNT_SHIFT: u32 = 48;
+/// One block in the remote head word's count.
+const COUNT_ONE: usize = 1 << COUNT_SHIFT;
+/// The remote head word's address bits.
+const ADDR_MASK: usize = (COUNT_ONE - 1) & !MARKS;
+
+const _: () = assert!(usize::BITS == 64, "hakmem needs 64-bit addresses");
+const _: () = assert!(crate::chunkmap::ADDR_BITS <= COUNT_SHIFT);
+// The longest list (every block of a 64 KiB slot, 16 bytes each) fits.
+const _: () = assert!(crate::size_class::SLOT_SIZE / 16 < 1 << (64 - COUNT_SHIFT));
+
+/// The first block of the list a remote head word holds (marks and count
+/// stripped), null when the list is empty.
+#[inline(always)]
+pub fn remote_list_head(word: *mut u8) -> *mut u8 {
+    word.map_addr(|a| a & ADDR_MASK)
+}
+
+/// The number of blocks on the list a remote head word holds.
+#[inline(always)]
+pub fn remote_list_len(word: *mut u8) -> u32 {
+    (word.addr() >> COUNT_SHIFT) as u32
+}
+
+/// Follows the links from `head` (non-null) to the last block of the list;
+/// returns it and the list's length.
+///
+/// # Safety
+/// The caller owns the list (swapped out of a remote word, or the
+/// owner's free list) and every link on it is visible to it.
+unsafe fn walk_to_tail<B: Backend>(head: *mut u8) -> (*mut u8, u32) {
+    let mut n = 1u32;
+    let mut tail = head;
+    loop {
+        // SAFETY: forwarded contract.
+        let nx = unsafe { B::load_link(tail.cast()) };
+        if nx.is_null() {
+            return (tail, n);
+        }
+        tail = nx;
+        n += 1;
+    }
+}
 
 /// Which owner list a page is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,8 +261,9 @@ pub(crate) fn carve_batch(bs: u32) -> u32 {
     (4096 / bs).max(4)
 }
 
-/// `Drain`: takes the whole remote list (`swap(null, Acquire)`) and appends
-/// it to the free list; `used -= n`. Returns `n`.
+/// `Drain`: takes the whole remote list (`swap(null, Acquire)`) and puts it
+/// on top of the free list; `used -= n`, with `n` read from the swapped-out
+/// word (no walk). Returns `n`.
 ///
 /// # Safety
 /// The caller owns the page and the remote word carries no `FULL`/`BUSY`
@@ -220,33 +276,31 @@ pub(crate) unsafe fn drain<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
     if meta.remote().load(Ordering::Relaxed).is_null() {
         return 0;
     }
-    let head = meta.remote().swap(null_mut(), Ordering::Acquire);
-    debug_assert_eq!(head as usize & MARKS, 0, "drain of a marked remote word");
-    if head.is_null() {
+    let word = meta.remote().swap(null_mut(), Ordering::Acquire);
+    debug_assert_eq!(word.addr() & MARKS, 0, "drain of a marked remote word");
+    let (head, n) = (remote_list_head(word), remote_list_len(word));
+    debug_assert_eq!(head.is_null(), n == 0, "remote count and list disagree");
+    if n == 0 {
         return 0;
     }
     // SAFETY: the swap made the list ours; every block on it was pushed with
-    // Release, so its link is visible; the owner-local state is ours.
-    let n = unsafe {
-        let mut n = 1u32;
-        let mut tail = head;
-        loop {
-            let nx = B::load_link(tail.cast());
-            if nx.is_null() {
-                break;
-            }
-            tail = nx;
-            n += 1;
+    // Release (and its link written before), so its link is visible; the
+    // owner-local state is ours.
+    unsafe {
+        #[cfg(debug_assertions)]
+        debug_assert_eq!(walk_to_tail::<B>(head).1, n, "remote count is wrong");
+        let free = local(meta, |p| p.free);
+        if !free.is_null() {
+            let (tail, _) = walk_to_tail::<B>(head);
+            B::store_link(tail.cast(), free);
         }
         local(meta, |p| {
-            B::store_link(tail.cast(), p.free);
             p.free = head;
             debug_assert!(p.used >= n, "drain of more blocks than used");
             p.used -= n;
             p.drained += n;
         });
-        n
-    };
+    }
     // Part of `Drain` (protocol.md): a drain may move `delta` past the
     // threshold at once; flush it then (never with the production
     // threshold, the capacity, which bounds `|delta|` structurally).
@@ -272,29 +326,22 @@ pub(crate) unsafe fn drain<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
 
 /// The `CountBeforePush` mutant's drain (rpmalloc #281): the owner trusts
 /// a remote-free counter (here `empty_since`, unused while the slot is
-/// `Active`) that freers bump *before* their push, so it may count a block
-/// that is not on the list yet and see the page empty under a late free.
+/// `Active`) that freers bump *before* their push, instead of the count
+/// the push itself carries, so it may count a block that is not on the
+/// list yet and see the page empty under a late free.
 ///
 /// # Safety
 /// As [`drain`].
 #[cold]
 unsafe fn drain_counted<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
     let counted = meta.empty_since.swap(0, Ordering::AcqRel) as u32;
-    let head = meta.remote().swap(null_mut(), Ordering::Acquire);
+    let head = remote_list_head(meta.remote().swap(null_mut(), Ordering::Acquire));
     // SAFETY: as in `drain`.
     let n = unsafe {
         let mut n = 0u32;
         if !head.is_null() {
-            n = 1;
-            let mut tail = head;
-            loop {
-                let nx = B::load_link(tail.cast());
-                if nx.is_null() {
-                    break;
-                }
-                tail = nx;
-                n += 1;
-            }
+            let (tail, len) = walk_to_tail::<B>(head);
+            n = len;
             local(meta, |p| {
                 B::store_link(tail.cast(), p.free);
                 p.free = head;
@@ -411,7 +458,7 @@ pub(crate) fn full_page_has_remote<B: Backend>(meta: &SlotMeta<B>) -> bool {
             B::spin_hint();
             continue;
         }
-        return (h as usize & !MARKS) != 0;
+        return !remote_list_head(h).is_null();
     }
 }
 
@@ -440,6 +487,9 @@ pub(crate) unsafe fn push_remote<B: Backend>(
         // Wrong: the counter the owner trusts is bumped before the push.
         meta.empty_since.fetch_add(1, Ordering::Release);
     }
+    debug_assert!(value.addr() < COUNT_ONE, "block address above 2^48");
+    // The word that publishes `block` on top of the list `h` holds.
+    let top = |h: *mut u8| value.map_addr(|a| a | ((h.addr() & !(COUNT_ONE - 1)) + COUNT_ONE));
     let mut h = meta.remote().load(Ordering::Relaxed);
     loop {
         let marks = h as usize & MARKS;
@@ -450,10 +500,10 @@ pub(crate) unsafe fn push_remote<B: Backend>(
         }
         if marks == 0 {
             // SAFETY: the caller gave us the block.
-            unsafe { B::store_link(block.cast(), h) };
+            unsafe { B::store_link(block.cast(), remote_list_head(h)) };
             match meta
                 .remote()
-                .compare_exchange_weak(h, value, publish, Ordering::Relaxed)
+                .compare_exchange_weak(h, top(h), publish, Ordering::Relaxed)
             {
                 Ok(_) => return null_mut(),
                 Err(x) => h = x,
@@ -477,10 +527,9 @@ pub(crate) unsafe fn push_remote<B: Backend>(
                         // SAFETY: heaps are never freed (pooled per instance).
                         unsafe { (*owner).full_hint.swap(1, Ordering::SeqCst) };
                     }
-                    let rest = h.map_addr(|a| a & !MARKS);
                     // SAFETY: the caller gave us the block.
-                    unsafe { B::store_link(block.cast(), rest) };
-                    meta.remote().store(value, publish);
+                    unsafe { B::store_link(block.cast(), remote_list_head(h)) };
+                    meta.remote().store(top(h), publish);
                     return owner;
                 }
                 Err(x) => h = x,

@@ -8,7 +8,7 @@
 
 use crate::heap::{Heap, IN_FULL_BIAS};
 use crate::instance::Instance;
-use crate::page::{local, PageList, BUSY, FULL};
+use crate::page::{local, PageList, FULL};
 use crate::size_class::{NUM_CLASSES, SLOTS};
 use crate::superslab::{SlotMeta, SlotState, SsHeader, SsStatus};
 use crate::sync::{AtomicOps, Backend, Ordering};
@@ -321,7 +321,7 @@ unsafe fn page_snap<B: Backend>(m: &SlotMeta<B>, heads_only: bool) -> PageSnap {
             let mut free = Vec::new();
             list_indices(m, p.free, p.block_size, &mut free, max);
             let mut remote = Vec::new();
-            let head = rw.map_addr(|a| a & !(FULL | BUSY));
+            let head = crate::page::remote_list_head(rw);
             list_indices(m, head, p.block_size, &mut remote, max);
             let used = p.used & !IN_FULL_BIAS;
             PageSnap {

@@ -78,9 +78,9 @@ impl SlotState {
 /// - `used` (shared used) is written only by the owner, at flush points;
 ///   `used ≤ capacity`.
 /// - The remote-free head word ([`SlotMeta::remote`], see `page.rs`: a
-///   block address with the `FULL`/`BUSY` marks in its low bits) is not in
-///   this struct but on a cache line of its own in the header
-///   ([`SsHeader::remote`]).
+///   block address with the `FULL`/`BUSY` marks in its low bits and the
+///   list length in its top bits) is not in this struct but in the header's
+///   remote words, on lines of their own ([`SsHeader::remote`]).
 ///
 /// Cache lines (production, 128 bytes): line 0 is `local`, written by the
 /// owner on every malloc/free; line 1 (`state`, `used`, `owner`, …) is
