@@ -804,28 +804,8 @@ impl Large {
         let Some(plan) = Plan::new(size, align) else {
             return ptr::null_mut();
         };
-        if let Some(class) = plan.class {
-            if let Some(h) = self.cache_take(class) {
-                // SAFETY: a cached mapping is mapped and now ours alone.
-                let (base, map_size) = unsafe { ((*h).base, (*h).map_size) };
-                let user = base.wrapping_add(OS_PAGE);
-                if register(user as usize) {
-                    // SAFETY: the header page and the data are ours; the data
-                    // holds at least `size` bytes (class of the bucket).
-                    unsafe {
-                        init_header(h, user, base, map_size, OS_PAGE, size);
-                        if zeroed {
-                            ptr::write_bytes(user, 0, size);
-                        }
-                    }
-                    bump(&self.counters.allocs);
-                    bump(&self.counters.cache_hits);
-                    return user;
-                }
-                // Its chunk is full of large blocks: let it go.
-                // SAFETY: ours alone, not counted in the chunk map.
-                unsafe { self.unmap_header(h) };
-            }
+        if let Some(user) = plan.class.and_then(|c| self.alloc_cached(c, size, zeroed)) {
+            return user;
         }
         match self.map_fresh(&plan) {
             Some(user) => {
@@ -845,6 +825,32 @@ impl Large {
             }
             None => ptr::null_mut(),
         }
+    }
+
+    /// A block of `size` bytes from a cached mapping of `class` or a few
+    /// classes above; `None` when the cache has none.
+    fn alloc_cached(&self, class: usize, size: usize, zeroed: bool) -> Option<*mut u8> {
+        let h = self.cache_take(class)?;
+        // SAFETY: a cached mapping is mapped and now ours alone.
+        let (base, map_size) = unsafe { ((*h).base, (*h).map_size) };
+        let user = base.wrapping_add(OS_PAGE);
+        if !register(user as usize) {
+            // Its chunk is full of large blocks: let it go.
+            // SAFETY: ours alone, not counted in the chunk map.
+            unsafe { self.unmap_header(h) };
+            return None;
+        }
+        // SAFETY: the header page and the data are ours; the data holds at
+        // least `size` bytes (class of the bucket).
+        unsafe {
+            init_header(h, user, base, map_size, OS_PAGE, size);
+            if zeroed {
+                ptr::write_bytes(user, 0, size);
+            }
+        }
+        bump(&self.counters.allocs);
+        bump(&self.counters.cache_hits);
+        Some(user)
     }
 
     /// Maps a fresh block for `plan` and counts its user pointer in the chunk
@@ -994,8 +1000,15 @@ impl Large {
             return ptr;
         }
         if aligned && remappable {
-            let data =
-                class_ceil(new_data / OS_PAGE).map_or(new_data, |c| CLASS_PAGES[c] * OS_PAGE);
+            let class = class_ceil(new_data / OS_PAGE);
+            // A cached mapping is resident: moving into it by copy touches
+            // no fresh page, where growth by `mremap` hands out zero pages
+            // that fault on first touch (a program growing buffers of
+            // 8 KiB–1 MiB, like python3, paid ~2,000 faults per replay).
+            if let Some(q) = class.and_then(|c| self.alloc_cached(c, new_size, false)) {
+                return self.move_into(h, ptr, usable, new_size, q);
+            }
+            let data = class.map_or(new_data, |c| CLASS_PAGES[c] * OS_PAGE);
             if let Some(new_map) = data.checked_add(OS_PAGE) {
                 // SAFETY: the block is live and ours.
                 if let Some(p) = unsafe { self.remap(h, new_map, new_size) } {
@@ -1120,6 +1133,19 @@ impl Large {
         if q.is_null() {
             return None;
         }
+        Some(self.move_into(h, user, usable, new_size, q))
+    }
+
+    /// Copies the old block (`h`, `user`, `usable` bytes) into the new live
+    /// block `q` of `new_size` bytes and frees the old one; returns `q`.
+    fn move_into(
+        &self,
+        h: *mut Header,
+        user: *mut u8,
+        usable: usize,
+        new_size: usize,
+        q: *mut u8,
+    ) -> *mut u8 {
         // SAFETY: both blocks are live and distinct; `usable` and `new_size`
         // bound their lengths.
         unsafe { ptr::copy_nonoverlapping(user, q, usable.min(new_size)) };
@@ -1133,7 +1159,7 @@ impl Large {
         // The old block is released: `allocs - frees` stays the live count.
         bump(&self.counters.frees);
         bump(&self.counters.reallocs_moved);
-        Some(q)
+        q
     }
 
     /// A snapshot of the counters.

@@ -360,6 +360,31 @@ fn realloc_grow_shrink_keep_contents() {
 }
 
 #[test]
+fn growth_moves_into_a_cached_mapping_instead_of_remapping() {
+    let l = instance(8 << 20, 100);
+    // SAFETY: every pointer is a live block of `l` when used.
+    unsafe {
+        let cached = l.alloc(150_000, 8, false);
+        fill(cached, 150_000, 1);
+        l.free(cached, "free");
+        let p = l.alloc(20_000, 8, false);
+        fill(p, 20_000, 2);
+        let before = l.stats();
+        // Too big for `p`'s mapping; the cache holds one of the right class.
+        let q = l.realloc(p, 150_000, 8);
+        let after = l.stats();
+        assert_eq!(q, cached, "the cached (resident) mapping is reused");
+        assert_eq!(after.mremap_calls, before.mremap_calls);
+        assert_eq!(after.cache_hits, before.cache_hits + 1);
+        assert_eq!(after.reallocs_moved, before.reallocs_moved + 1);
+        verify(q, 20_000, 2);
+        l.free(q, "free");
+    }
+    l.collect();
+    assert_eq!(l.stats().mapped_bytes, 0);
+}
+
+#[test]
 fn realloc_over_aligned_moves_by_copy() {
     let l = instance(1 << 20, 100);
     // SAFETY: every pointer is a live block of `l` when used.
