@@ -230,7 +230,8 @@ fn cache_serves_from_up_to_take_span_classes_above() {
     // A real shrink still gives the tail back.
     // SAFETY: live block of `l`.
     let s = unsafe { l.realloc(g, OS_PAGE, 1) };
-    assert_eq!(s, g);
+    // (Miri's OS twin cannot unmap a tail; it reallocates, which may move.)
+    assert!(s == g || cfg!(miri));
     assert!(l.stats().mapped_bytes < before.mapped_bytes);
     // SAFETY: live blocks of `l`.
     unsafe {
