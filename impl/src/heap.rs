@@ -567,10 +567,10 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
         // SAFETY: forwarded contract.
         return unsafe { free_remote(ptr, heap, meta) };
     }
+    // `cold` is taken when the decremented `used` is ≤ 0 (the page is now
+    // empty, or `used` underflowed: a double free) or `used` carried the
+    // full-list bias.
     // SAFETY: `heap` owns the page, and the caller gives the block back.
-    // The branch is taken when the decremented `used` is ≤ 0 (the page is
-    // now empty, or `used` underflowed: a double free) or `used` carried
-    // the full-list bias.
     let cold = unsafe {
         m.local.with_mut(|p| {
             let head = (*p).free;
@@ -595,10 +595,11 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
         });
     }
     if cold != Some(false) {
-        // SAFETY: owner; `ptr` was pushed unless `cold` is `None`. One cold
-        // function that can return (not `-> !`) for both: a tail jump, so
-        // the fast path needs no stack frame (a call to a `-> !` function
-        // made LLVM align the stack with a `push`/`pop` on every free).
+        // One cold function that can return (not `-> !`) for both: a tail
+        // jump, so the fast path needs no stack frame (a call to a `-> !`
+        // function made LLVM align the stack with a `push`/`pop` on every
+        // free).
+        // SAFETY: owner; `ptr` was pushed unless `cold` is `None`.
         return unsafe { free_local_cold(ptr, heap, cold.is_some()) };
     }
     if let Some(k) = B::FLUSH_THRESHOLD {
