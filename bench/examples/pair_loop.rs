@@ -1,0 +1,134 @@
+//! The Rust twin of `bench/capi/pair_loop.c` for `bench/callgrind-capi`:
+//! the same loop on hakmem's `GlobalAlloc` path, as a Rust program reaches
+//! it through `#[global_allocator]` (one call into the allocator per
+//! operation, as `__rust_alloc` is without LTO), counted by callgrind
+//! inside the `measured` functions only.
+//!
+//! `pair_loop mixed|fixed N [floor]`: `floor` runs the same loop on two
+//! non-inlined functions that do nothing useful (the loop and call cost).
+//! Prints `mallocs M frees F` for the measured pass.
+
+#![allow(missing_docs)]
+
+use std::alloc::{GlobalAlloc, Layout};
+
+#[global_allocator]
+static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;
+
+const SLOTS: usize = 256;
+
+trait Ops {
+    fn malloc(size: usize) -> *mut u8;
+    fn free(p: *mut u8, size: usize);
+}
+
+struct HakmemOps;
+impl Ops for HakmemOps {
+    #[inline(never)]
+    fn malloc(size: usize) -> *mut u8 {
+        // SAFETY: size > 0, alignment 16 (a power of two, as C's malloc).
+        unsafe { GLOBAL.alloc(Layout::from_size_align_unchecked(size, 16)) }
+    }
+    #[inline(never)]
+    fn free(p: *mut u8, size: usize) {
+        // SAFETY: `p` came from `malloc(size)` above and is freed once.
+        unsafe { GLOBAL.dealloc(p, Layout::from_size_align_unchecked(size, 16)) }
+    }
+}
+
+struct FloorOps;
+static mut FLOOR_BLOCK: [u8; 64] = [0; 64];
+impl Ops for FloorOps {
+    #[inline(never)]
+    fn malloc(size: usize) -> *mut u8 {
+        std::hint::black_box(size);
+        std::ptr::addr_of_mut!(FLOOR_BLOCK).cast()
+    }
+    #[inline(never)]
+    fn free(p: *mut u8, size: usize) {
+        std::hint::black_box((p, size));
+    }
+}
+
+struct Loop {
+    slots: [(*mut u8, usize); SLOTS],
+    x: u64,
+    mallocs: u64,
+    frees: u64,
+}
+
+impl Loop {
+    #[inline(always)]
+    fn body<O: Ops>(&mut self, n: u64, fixed: bool) {
+        let mut x = self.x;
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let s = &mut self.slots[(x as usize) & (SLOTS - 1)];
+            if !s.0.is_null() {
+                O::free(s.0, s.1);
+                s.0 = std::ptr::null_mut();
+                self.frees += 1;
+            } else {
+                let size = if fixed { 64 } else { 16 + ((x >> 8) & 1023) as usize };
+                *s = (O::malloc(size), size);
+                self.mallocs += 1;
+            }
+        }
+        self.x = x;
+    }
+}
+
+#[inline(never)]
+fn warm<O: Ops>(l: &mut Loop, n: u64, fixed: bool) {
+    l.body::<O>(n, fixed);
+}
+
+#[inline(never)]
+fn measured<O: Ops>(l: &mut Loop, n: u64, fixed: bool) {
+    // Not folded into `warm` (identical code would be merged).
+    std::hint::black_box(&mut *l);
+    l.body::<O>(n, fixed);
+}
+
+fn run<O: Ops>(n: u64, fixed: bool) {
+    let mut l = Loop {
+        slots: [(std::ptr::null_mut(), 0); SLOTS],
+        x: 0x9e37_79b9_7f4a_7c15,
+        mallocs: 0,
+        frees: 0,
+    };
+    warm::<O>(&mut l, n, fixed);
+    l.mallocs = 0;
+    l.frees = 0;
+    measured::<O>(&mut l, n, fixed);
+    println!("mallocs {} frees {}", l.mallocs, l.frees);
+    for s in l.slots {
+        if !s.0.is_null() {
+            O::free(s.0, s.1);
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = || -> ! {
+        eprintln!("usage: pair_loop mixed|fixed ITERATIONS [floor]");
+        std::process::exit(2)
+    };
+    if args.len() < 3 || args.len() > 4 {
+        usage();
+    }
+    let fixed = match args[1].as_str() {
+        "mixed" => false,
+        "fixed" => true,
+        _ => usage(),
+    };
+    let Ok(n) = args[2].parse::<u64>() else { usage() };
+    match args.get(3).map(String::as_str) {
+        None => run::<HakmemOps>(n, fixed),
+        Some("floor") => run::<FloorOps>(n, fixed),
+        Some(_) => usage(),
+    }
+}
