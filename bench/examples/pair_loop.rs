@@ -22,15 +22,28 @@ trait Ops {
     fn free(p: *mut u8, size: usize);
 }
 
+/// `v`, unknown to the optimiser, at no instruction (as the C floor's empty
+/// `asm volatile`; `black_box` would store it to the stack).
+#[inline(always)]
+fn opaque(mut v: usize) -> usize {
+    // SAFETY: an empty template: no instruction, no memory access.
+    unsafe { std::arch::asm!("/* {0} */", inout(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
 struct HakmemOps;
 impl Ops for HakmemOps {
     #[inline(never)]
     fn malloc(size: usize) -> *mut u8 {
+        // Any size, as `__rust_alloc` sees: the compiler must not learn the
+        // loop's bound on it across the call (it would drop the size test).
+        let size = opaque(size);
         // SAFETY: size > 0, alignment 16 (a power of two, as C's malloc).
         unsafe { GLOBAL.alloc(Layout::from_size_align_unchecked(size, 16)) }
     }
     #[inline(never)]
     fn free(p: *mut u8, size: usize) {
+        let (p, size) = (opaque(p as usize) as *mut u8, opaque(size));
         // SAFETY: `p` came from `malloc(size)` above and is freed once.
         unsafe { GLOBAL.dealloc(p, Layout::from_size_align_unchecked(size, 16)) }
     }
@@ -41,12 +54,13 @@ static mut FLOOR_BLOCK: [u8; 64] = [0; 64];
 impl Ops for FloorOps {
     #[inline(never)]
     fn malloc(size: usize) -> *mut u8 {
-        std::hint::black_box(size);
+        opaque(size);
         std::ptr::addr_of_mut!(FLOOR_BLOCK).cast()
     }
     #[inline(never)]
     fn free(p: *mut u8, size: usize) {
-        std::hint::black_box((p, size));
+        opaque(p as usize);
+        opaque(size);
     }
 }
 
@@ -71,7 +85,11 @@ impl Loop {
                 s.0 = std::ptr::null_mut();
                 self.frees += 1;
             } else {
-                let size = if fixed { 64 } else { 16 + ((x >> 8) & 1023) as usize };
+                let size = if fixed {
+                    64
+                } else {
+                    16 + ((x >> 8) & 1023) as usize
+                };
                 *s = (O::malloc(size), size);
                 self.mallocs += 1;
             }
@@ -125,7 +143,9 @@ fn main() {
         "fixed" => true,
         _ => usage(),
     };
-    let Ok(n) = args[2].parse::<u64>() else { usage() };
+    let Ok(n) = args[2].parse::<u64>() else {
+        usage()
+    };
     match args.get(3).map(String::as_str) {
         None => run::<HakmemOps>(n, fixed),
         Some("floor") => run::<FloorOps>(n, fixed),

@@ -148,3 +148,24 @@ fn invalid_pointers_abort_with_one_line() {
     c.arg("none");
     assert_eq!(run(c, true).status.code(), Some(2));
 }
+
+/// libhakmem.so loaded late with `dlopen` (its initial-exec TLS word then
+/// takes a place in glibc's static TLS surplus): `tests/c/dlopen_threads.c`
+/// calls its malloc/free from threads that existed before the `dlopen`,
+/// threads created after it and main, with remote frees and a `dlclose`.
+#[test]
+fn dlopen_late_from_several_threads() {
+    let dir = scratch("dlopen_threads");
+    let exe = dir.join("dlopen_threads");
+    compile_c("dlopen_threads.c", &exe, &["-ldl"]);
+    let mut c = Command::new(&exe);
+    c.arg(lib());
+    let o = run(c, false);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("dlopen ok"),
+        "{:?}\nstdout:\n{out}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -232,3 +232,38 @@ print("parent done")
         check(f, figure(&s, "events"));
     }
 }
+
+/// Every request is recorded, also those hakmem's fast paths would serve
+/// (while recording, the fast paths are diverted to the slow paths, where
+/// the recorder is): a C program with a known count of each request, from
+/// four threads.
+#[test]
+fn every_request_recorded_including_fast_path_ones() {
+    let dir = scratch("record_count");
+    let exe = dir.join("record_count");
+    common::compile_c("record_count.c", &exe, &[]);
+    let (out, files) = record(&dir, Command::new(&exe));
+    let mallocs: usize = String::from_utf8_lossy(&out).trim().parse().unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let s = validate(&files[0]);
+    check(&files[0], figure(&s, "events"));
+    assert_eq!(figure(&s, "threads"), 4, "{s}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let mut ids_777 = std::collections::HashSet::new();
+    let (mut frees_777, mut callocs, mut reallocs) = (0, 0, 0);
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(' ').collect();
+        match (f[0], f.get(3).copied()) {
+            ("a", Some("777")) => assert!(ids_777.insert(f[2].to_string()), "{line}"),
+            ("z", Some("999")) => callocs += 1,
+            ("r", _) if f[4] == "999" => reallocs += 1,
+            ("f", _) if ids_777.contains(f[2]) => frees_777 += 1,
+            _ => {}
+        }
+    }
+    let rounds = mallocs / 50;
+    assert_eq!(ids_777.len(), mallocs, "malloc(777) lines");
+    assert_eq!(frees_777, mallocs, "free lines of those blocks");
+    assert_eq!(callocs, rounds, "calloc(3, 333) lines");
+    assert_eq!(reallocs, rounds, "realloc(_, 999) lines");
+}

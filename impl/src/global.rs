@@ -27,6 +27,9 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
 pub struct Hakmem;
 
 /// A static that holds a value with raw pointers (the empty page/heap).
+/// Transparent: its address is the value's (`tls` names the empty heap by
+/// its symbol).
+#[repr(transparent)]
 pub(crate) struct StaticCell<T>(UnsafeCell<T>);
 // SAFETY: the empty page and heap are never written: the empty page has no
 // free block (so nothing pops from it) and is never owned; the empty heap
@@ -148,19 +151,28 @@ fn init_slow() -> Option<&'static Instance<StdBackend>> {
     }
 }
 
-/// The slow path of a thread without heap: create it, then allocate.
+/// The slow path of a thread whose fast word is the empty heap: allocate
+/// on the heap it owns (pointing the fast word at it again, unless the
+/// fast paths are diverted), or create that heap first.
 #[cold]
 #[inline(never)]
 pub(crate) fn alloc_on_fresh_heap(class: usize) -> *mut u8 {
+    let own = tls::own_heap();
+    if own != EMPTY_HEAP.get() {
+        // Diverted fast paths (record mode), or the instance's
+        // initialisation allocated (its `pthread_atfork`) and so created
+        // this thread's heap already.
+        tls::resume_fast_path();
+        // SAFETY: the calling thread's own heap.
+        return unsafe { heap::alloc(own, class) };
+    }
     let Some(inst) = instance() else {
         return null_mut();
     };
-    let cur = tls::heap();
-    if cur != EMPTY_HEAP.get() {
-        // The instance's initialisation allocated (its `pthread_atfork`)
-        // and so created this thread's heap already.
-        // SAFETY: the calling thread's heap.
-        return unsafe { heap::alloc(cur, class) };
+    if tls::own_heap() != EMPTY_HEAP.get() {
+        // `instance()` initialised the instance, which allocated.
+        // SAFETY: the calling thread's own heap.
+        return unsafe { heap::alloc(tls::own_heap(), class) };
     }
     let Some(h) = inst.new_heap_raw() else {
         return null_mut();
@@ -222,7 +234,7 @@ fn ready_instance() -> Option<&'static Instance<StdBackend>> {
 
 extern "C" fn print_stats_at_exit() {
     // Count this thread's pages too (the fast paths count per page).
-    let h = tls::heap();
+    let h = tls::own_heap();
     // SAFETY: the calling thread's own heap (or the empty heap, skipped).
     if unsafe { !(*h).inst.is_null() } {
         // SAFETY: as above.

@@ -222,6 +222,22 @@ impl<B: Backend> Heap<B> {
 /// `heap` is a live heap of its instance driven by the calling thread.
 #[inline(always)]
 pub(crate) unsafe fn alloc<B: Backend>(heap: *mut Heap<B>, class: usize) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    unsafe { alloc_or(heap, class, || alloc_slow(heap, class)) }
+}
+
+/// The fast path of [`alloc`], with `slow` in place of [`alloc_slow`] when
+/// the current page has no free block: the C API puts its record-mode test
+/// there, so the fast path itself carries none.
+///
+/// # Safety
+/// As [`alloc`]; `slow` is called in tail position with nothing changed.
+#[inline(always)]
+pub(crate) unsafe fn alloc_or<B: Backend>(
+    heap: *mut Heap<B>,
+    class: usize,
+    slow: impl FnOnce() -> *mut u8,
+) -> *mut u8 {
     // SAFETY: forwarded contract; the current page (or the dummy page) is
     // valid for the heap's owner.
     unsafe {
@@ -230,7 +246,7 @@ pub(crate) unsafe fn alloc<B: Backend>(heap: *mut Heap<B>, class: usize) -> *mut
         let m = &*page;
         let block = m.local.with(|p| (*p).free);
         if block.is_null() {
-            return alloc_slow(heap, class);
+            return slow();
         }
         pop(h, m, class, block)
     }
@@ -278,9 +294,14 @@ unsafe fn threshold_flush<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>, k: u32) {
     }
 }
 
+/// The slow path of [`alloc`]: refill the current page (or create the
+/// thread's heap, for the static empty heap).
+///
+/// # Safety
+/// As [`alloc`].
 #[cold]
 #[inline(never)]
-unsafe fn alloc_slow<B: Backend>(heap: *mut Heap<B>, class: usize) -> *mut u8 {
+pub(crate) unsafe fn alloc_slow<B: Backend>(heap: *mut Heap<B>, class: usize) -> *mut u8 {
     // SAFETY: forwarded contract.
     unsafe {
         let h = &*heap;
@@ -551,9 +572,48 @@ unsafe fn reclaim<B: Backend>(h: &Heap<B>, class: usize) {
 /// heap); `ptr` is any pointer (invalid ones are reported and abort).
 #[inline(always)]
 pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        free_or(heap, ptr, |meta| match meta {
+            None => free_not_small(ptr),
+            Some(meta) => free_remote(ptr, heap, meta),
+        })
+    }
+}
+
+/// The slow paths of [`free`] for a block that is not a local small one:
+/// a large or foreign pointer, or a small block of another heap.
+///
+/// # Safety
+/// As [`free`].
+#[inline]
+pub(crate) unsafe fn free_not_local<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
+    // SAFETY: forwarded contract.
+    unsafe {
+        if !chunkmap::is_superslab(ptr.addr()) {
+            free_not_small(ptr)
+        } else {
+            free_remote(ptr, heap, slot_of::<B>(ptr))
+        }
+    }
+}
+
+/// The fast path of [`free`], with `not_local` in place of its slow paths
+/// when `ptr` is not a small block owned by `heap`: `not_local(None)` when
+/// it is not in a SuperSlab, `not_local(Some(meta))` when its page (`meta`)
+/// has another owner. The C API puts its record-mode test there.
+///
+/// # Safety
+/// As [`free`]; `not_local` is called in tail position with nothing
+/// changed.
+#[inline(always)]
+pub(crate) unsafe fn free_or<B: Backend>(
+    heap: *mut Heap<B>,
+    ptr: *mut u8,
+    not_local: impl FnOnce(Option<*mut SlotMeta<B>>),
+) {
     if !chunkmap::is_superslab(ptr.addr()) {
-        // SAFETY: forwarded contract.
-        return unsafe { free_not_small(ptr) };
+        return not_local(None);
     }
     // The caller's pointer may carry provenance for its old object only: the
     // link is written through it, but the list keeps `block`, which has the
@@ -564,8 +624,7 @@ pub(crate) unsafe fn free<B: Backend>(heap: *mut Heap<B>, ptr: *mut u8) {
     // SAFETY: the chunk is a live SuperSlab, so its header is mapped.
     let m = unsafe { &*meta };
     if m.owner.load(Ordering::Relaxed) != heap {
-        // SAFETY: forwarded contract.
-        return unsafe { free_remote(ptr, heap, meta) };
+        return not_local(Some(meta));
     }
     // `cold` is taken when the decremented `used` is ≤ 0 (the page is now
     // empty, or `used` underflowed: a double free) or `used` carried the
@@ -832,9 +891,12 @@ unsafe fn free_remote<B: Backend>(ptr: *mut u8, heap: *mut Heap<B>, mp: *mut Slo
 ///
 /// # Safety
 /// `heap` owns `ptr`'s page; `ptr` was just pushed on its free list.
+///
+/// `extern "C"`: a function that cannot unwind, so the C API's exported
+/// `free` calls it without a landing pad, as a tail call.
 #[cold]
 #[inline(never)]
-unsafe fn free_local_cold<B: Backend>(ptr: *mut u8, heap: *mut Heap<B>, pushed: bool) {
+unsafe extern "C" fn free_local_cold<B: Backend>(ptr: *mut u8, heap: *mut Heap<B>, pushed: bool) {
     if !pushed {
         double_free(ptr);
     }

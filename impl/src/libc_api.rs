@@ -21,8 +21,11 @@
 //!
 //! Nothing here panics: every size computation is checked, and the only
 //! aborts are the deliberate `fatal!` reports. Record mode (`HAKMEM_TRACE`)
-//! is [`record`]; when it is off, the cost is one relaxed load and branch
-//! per call.
+//! is [`record`]. `malloc` and `free` test for it on their slow paths only:
+//! while recording, every thread's fast word is the empty heap (`tls`, "two
+//! words per thread"), so each request reaches a slow path; when record
+//! mode is off their fast paths are `Hakmem::alloc`'s and `dealloc`'s. The
+//! other entries test it first (one relaxed load and branch).
 
 pub mod record;
 
@@ -55,7 +58,9 @@ fn enomem_if_null(p: *mut u8) -> *mut u8 {
 // ---------------------------------------------------------------- plain --
 // The requests themselves, without record mode.
 
-#[inline(always)]
+/// `malloc` on the calling thread's heap (its fast word, or its own heap
+/// while the fast paths are diverted: both work, the first may be slower).
+#[inline]
 fn malloc_plain(size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
         // SAFETY: the calling thread's heap.
@@ -145,10 +150,31 @@ unsafe fn realloc_plain(ptr: *mut u8, size: usize) -> *mut u8 {
 // ------------------------------------------------------------ C entries --
 
 /// `malloc`: `size` bytes, 16-byte aligned; `malloc(0)` is a unique block.
-#[inline]
+#[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
+    if size <= SMALL_MAX {
+        // SAFETY: the calling thread's fast word; the slow path is a tail
+        // call with nothing changed.
+        return unsafe { heap::alloc_or(tls::heap(), class_of(size), || malloc_slow(size)) };
+    }
+    malloc_slow(size)
+}
+
+/// `malloc` past its fast path: record mode, then the allocator's slow
+/// paths. `extern "C"` (cannot unwind): the exported `malloc` reaches it by
+/// a tail jump, with no landing pad and no stack frame.
+#[cold]
+#[inline(never)]
+extern "C" fn malloc_slow(size: usize) -> *mut u8 {
     let Some(g) = record::begin() else {
-        return malloc_plain(size);
+        if size <= SMALL_MAX {
+            // SAFETY: the calling thread's heap; its fast path just failed.
+            let p = unsafe { heap::alloc_slow(tls::heap(), class_of(size)) };
+            if !p.is_null() {
+                return p;
+            }
+        }
+        return enomem_if_null(alloc_general(size, MIN_ALIGN, false));
     };
     let p = malloc_plain(size);
     g.alloc(p, size, MIN_ALIGN, false);
@@ -160,14 +186,31 @@ pub fn malloc(size: usize) -> *mut u8 {
 /// # Safety
 /// `ptr` is null or a live block, not used afterwards (invalid pointers and
 /// the double frees hakmem can see abort with a message).
-#[inline]
+#[inline(always)]
 pub unsafe fn free(ptr: *mut u8) {
+    // SAFETY: forwarded contract; `free_slow` is a tail call.
+    unsafe { heap::free_or(tls::heap(), ptr, |_| free_slow(ptr)) }
+}
+
+/// `free` of a block that is not a local small one (also `free(NULL)`):
+/// record mode, then the allocator's slow paths.
+///
+/// `extern "C"` (cannot unwind): reached by a tail jump, as `malloc_slow`.
+///
+/// # Safety
+/// As [`free`].
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn free_slow(ptr: *mut u8) {
     if let Some(g) = record::begin() {
         // Recorded before the block can be handed out again.
         g.free(ptr);
+        // SAFETY: forwarded contract; while recording, the fast word is the
+        // empty heap, the owner of the thread's own pages is its own heap.
+        return unsafe { heap::free(tls::own_heap(), ptr) };
     }
     // SAFETY: forwarded contract.
-    unsafe { free_plain(ptr) }
+    unsafe { heap::free_not_local(tls::heap(), ptr) }
 }
 
 /// `calloc`: `n * size` zeroed bytes; `ENOMEM` if the product overflows.

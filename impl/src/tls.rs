@@ -1,12 +1,34 @@
 //! Thread-local glue of the global allocator: the calling thread's heap
 //! pointer, and the thread-exit hook that abandons its pages.
 //!
-//! The pointer is a `const`-initialised `thread_local!` without destructor
-//! (a plain `#[thread_local]` access, usable at any time, also while other
-//! TLS destructors run). It starts at the static empty heap, whose current
-//! pages have no free block and which owns nothing, so the fast paths need
-//! no "initialised?" test: the first malloc falls into the slow path, which
-//! creates the real heap; a free by a thread without heap is a remote free.
+//! # Two words per thread
+//! - The *fast word* ([`heap`]) is what the malloc/free fast paths read. It
+//!   starts at the static empty heap, whose current pages have no free block
+//!   and which owns nothing, so the fast paths need no "initialised?" test:
+//!   the first malloc falls into the slow path, which creates the real heap;
+//!   a free by a thread without heap is a remote free.
+//! - The *own word* ([`own_heap`]) is the heap the thread owns, read on slow
+//!   paths only. The two differ while the fast paths are *diverted*
+//!   ([`divert_fast_paths`]): the C API's record mode keeps every fast word
+//!   at the empty heap, so that each request reaches a slow path, where the
+//!   recorder sees it, and the fast paths carry no record-mode test at all.
+//!
+//! # The fast word's TLS model
+//! With the `initial-exec-tls` feature (on for `libhakmem.so`, through
+//! `hakmem-capi`) on x86-64 Linux, the fast word is a `.tdata` symbol defined
+//! in assembly and read with the initial-exec model: its offset from the
+//! thread pointer from a GOT slot (`@GOTTPOFF`), then a `%fs`-relative load,
+//! two instructions and no call. A Rust `thread_local!` in a shared object
+//! uses the general-dynamic model instead: a call of `__tls_get_addr` per
+//! access. The price of initial-exec is a place in the static TLS block: a
+//! library loaded at start-up (linked, or `LD_PRELOAD`) always has one; one
+//! loaded late with `dlopen` takes 8 bytes of glibc's static TLS surplus,
+//! and `dlopen` fails with "cannot allocate memory in static TLS block"
+//! once that is used up (docs/architecture.md, "Thread-local state").
+//! Without the feature (Rust executables, which get the local-exec model for
+//! a `thread_local!`, one `%fs` load), on other targets, and under Miri, the
+//! fast word is a `const`-initialised `thread_local!` without destructor.
+//! Either way it is usable at any time, also while TLS destructors run.
 //!
 //! Thread exit is observed with a `pthread_key_create` destructor (it runs
 //! after Rust's own TLS destructors have been registered, and again if a
@@ -16,29 +38,155 @@ use crate::global::{self, EMPTY_HEAP};
 use crate::heap::Heap;
 use crate::sync::StdBackend;
 use core::cell::Cell;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+type HeapPtr = *mut Heap<StdBackend>;
+
+#[cfg(all(
+    feature = "initial-exec-tls",
+    target_arch = "x86_64",
+    target_os = "linux",
+    not(miri)
+))]
+mod fast_word {
+    //! The fast word as an initial-exec `.tdata` symbol (see the module
+    //! above), local to its object (no `.globl`).
+
+    use super::HeapPtr;
+    use crate::global::EMPTY_HEAP;
+
+    core::arch::global_asm!(
+        ".pushsection .tdata.__hakmem_fast_heap,\"awT\",@progbits",
+        ".p2align 3",
+        ".type __hakmem_fast_heap, @tls_object",
+        ".size __hakmem_fast_heap, 8",
+        "__hakmem_fast_heap:",
+        // The initial value of every thread's word: the empty heap (a
+        // relocation of the TLS image, applied before any thread copies it).
+        ".quad {empty}",
+        ".popsection",
+        empty = sym EMPTY_HEAP,
+    );
+
+    #[inline(always)]
+    pub(super) fn get() -> HeapPtr {
+        let h: HeapPtr;
+        // SAFETY: reads the calling thread's own word: its offset from the
+        // thread pointer (a GOT slot the dynamic linker filled, or an
+        // immediate after the linker relaxed it), then `%fs:offset`. No
+        // memory of the Rust abstract machine is read or written.
+        unsafe {
+            core::arch::asm!(
+                "mov {h}, qword ptr [rip + __hakmem_fast_heap@GOTTPOFF]",
+                "mov {h}, qword ptr fs:[{h}]",
+                h = out(reg) h,
+                options(nostack, readonly, preserves_flags, pure),
+            );
+        }
+        h
+    }
+
+    #[inline]
+    pub(super) fn set(h: HeapPtr) {
+        // SAFETY: writes the calling thread's own word (as `get`).
+        unsafe {
+            core::arch::asm!(
+                "mov {off}, qword ptr [rip + __hakmem_fast_heap@GOTTPOFF]",
+                "mov qword ptr fs:[{off}], {h}",
+                off = out(reg) _,
+                h = in(reg) h,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+#[cfg(not(all(
+    feature = "initial-exec-tls",
+    target_arch = "x86_64",
+    target_os = "linux",
+    not(miri)
+)))]
+mod fast_word {
+    //! The fast word as a Rust `thread_local!` (see the module above).
+
+    use super::HeapPtr;
+    use crate::global::EMPTY_HEAP;
+    use core::cell::Cell;
+
+    thread_local! {
+        static FAST: Cell<HeapPtr> = const { Cell::new(EMPTY_HEAP.get()) };
+    }
+
+    #[inline(always)]
+    pub(super) fn get() -> HeapPtr {
+        FAST.with(|h| h.get())
+    }
+
+    #[inline]
+    pub(super) fn set(h: HeapPtr) {
+        FAST.with(|c| c.set(h));
+    }
+}
 
 thread_local! {
-    static HEAP: Cell<*mut Heap<StdBackend>> =
-        const { Cell::new(EMPTY_HEAP.get()) };
+    /// The heap this thread owns (the empty heap before its first
+    /// allocation and after its exit). Slow paths only.
+    static OWN: Cell<HeapPtr> = const { Cell::new(EMPTY_HEAP.get()) };
 }
 
-/// The calling thread's heap (the static empty heap before its first
-/// allocation and after its exit).
+/// While set, [`set_heap`] leaves fast words at the empty heap.
+static DIVERTED: AtomicBool = AtomicBool::new(false);
+
+/// The heap the calling thread's fast paths use: its own heap, or the
+/// static empty heap (before its first allocation, after its exit, and
+/// while the fast paths are diverted).
 #[inline(always)]
-pub(crate) fn heap() -> *mut Heap<StdBackend> {
-    HEAP.with(|h| h.get())
+pub(crate) fn heap() -> HeapPtr {
+    fast_word::get()
 }
 
-/// Installs `h` as the calling thread's heap and arms the exit hook.
-pub(crate) fn set_heap(h: *mut Heap<StdBackend>) {
-    HEAP.with(|c| c.set(h));
+/// The heap the calling thread owns (the static empty heap if none).
+#[inline]
+pub(crate) fn own_heap() -> HeapPtr {
+    OWN.with(|h| h.get())
+}
+
+/// Installs `h` as the calling thread's own heap (and as its fast word
+/// unless the fast paths are diverted) and arms the exit hook.
+pub(crate) fn set_heap(h: HeapPtr) {
+    OWN.with(|c| c.set(h));
+    resume_fast_path();
     let key = exit_key();
     if key != u32::MAX {
         // SAFETY: `key` was created by `pthread_key_create`; the value is an
         // opaque pointer handed back to `on_thread_exit`.
         unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, h.cast()) };
     }
+}
+
+/// Points the calling thread's fast word at its own heap again, unless the
+/// fast paths are diverted. Slow paths call it when they find the fast word
+/// at the empty heap while the thread owns a heap.
+pub(crate) fn resume_fast_path() {
+    let h = if DIVERTED.load(Ordering::Acquire) {
+        EMPTY_HEAP.get()
+    } else {
+        own_heap()
+    };
+    fast_word::set(h);
+}
+
+/// Diverts every thread's fast paths (`true`) to the slow paths from now on,
+/// or lets them back (`false`; each thread's next slow allocation resumes).
+///
+/// Sets the calling thread's fast word at once. Other threads' words are
+/// not reachable: the caller switches before any other thread has a heap
+/// (record mode decides at the process's first allocation, before a second
+/// thread can exist: `pthread_create` itself allocates).
+pub(crate) fn divert_fast_paths(on: bool) {
+    DIVERTED.store(on, Ordering::Release);
+    resume_fast_path();
 }
 
 const KEY_UNINIT: u32 = u32::MAX - 1;
@@ -73,6 +221,7 @@ extern "C" fn on_thread_exit(p: *mut libc::c_void) {
     if h.is_null() {
         return;
     }
-    HEAP.with(|c| c.set(EMPTY_HEAP.get()));
+    fast_word::set(EMPTY_HEAP.get());
+    OWN.with(|c| c.set(EMPTY_HEAP.get()));
     global::exit_thread_heap(h);
 }

@@ -97,6 +97,12 @@ fn begin_slow() -> Option<Rec> {
             .is_ok()
     {
         m = if start() { ON } else { OFF };
+        if m == ON {
+            // From now on every request reaches a slow path, where `begin`
+            // sees it: the fast paths of `malloc`/`free` have no record
+            // test. Only this thread has a heap yet (`tls::divert_fast_paths`).
+            crate::tls::divert_fast_paths(true);
+        }
         MODE.store(m, Ordering::Release);
     }
     if m != ON || GUARD.with(|g| g.replace(true)) {
