@@ -169,3 +169,79 @@ fn dlopen_late_from_several_threads() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// C++ under `LD_PRELOAD` (`tests/c/cxx_new.cpp`): every `operator new` and
+/// `operator delete` form and glibc's `__libc_*` aliases resolve to
+/// libhakmem.so, serve blocks of the right size and alignment (hakmem's
+/// usable sizes), and fail as C++ wants (`std::bad_alloc` after the
+/// new-handler, null for `nothrow`).
+#[test]
+fn cxx_operators_preloaded() {
+    let dir = scratch("cxx_new");
+    let exe = dir.join("cxx_new");
+    compile_c(
+        "cxx_new.cpp",
+        &exe,
+        &["-std=c++17", "-O0", "-lstdc++", "-ldl"],
+    );
+    let o = run(Command::new(&exe), true);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("cxx checks passed"),
+        "{:?}\nstdout:\n{out}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // On glibc the same program must fail its "served by hakmem" checks:
+    // the test can tell the two apart.
+    let o = run(Command::new(&exe), false);
+    assert!(!o.status.success(), "cxx_new.cpp passed without hakmem");
+}
+
+/// The exported fast paths make no call (x86-64): no `__tls_get_addr` (the
+/// heap word is initial-exec TLS), no stack frame, and their slow paths are
+/// tail jumps. Read from `objdump -d` of the built libhakmem.so.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn exported_fast_paths_make_no_call() {
+    let so = lib();
+    let nm = Command::new("nm")
+        .args(["-D", "-S", "--defined-only"])
+        .arg(so)
+        .output()
+        .expect("run nm (binutils)");
+    let nm = String::from_utf8_lossy(&nm.stdout);
+    for name in [
+        "malloc", "free", "_Znwm", "_Znam", "_ZdlPv", "_ZdlPvm", "_ZdaPv",
+    ] {
+        let (addr, size) = nm
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 4 && f[3] == name).then(|| {
+                    (
+                        u64::from_str_radix(f[0], 16).unwrap(),
+                        u64::from_str_radix(f[1], 16).unwrap(),
+                    )
+                })
+            })
+            .unwrap_or_else(|| panic!("{name} not exported"));
+        let d = Command::new("objdump")
+            .args(["-d", "--no-show-raw-insn"])
+            .arg(format!("--start-address={addr}"))
+            .arg(format!("--stop-address={}", addr + size))
+            .arg(so)
+            .output()
+            .expect("run objdump (binutils)");
+        let text = String::from_utf8_lossy(&d.stdout);
+        let body: Vec<&str> = text.lines().filter(|l| l.contains(":\t")).collect();
+        assert!(body.len() > 5, "{name}: no disassembly:\n{text}");
+        for l in &body {
+            assert!(
+                !l.contains("call") && !l.contains("__tls_get_addr") && !l.contains("push"),
+                "{name}: `{l}` in its fast path:\n{}",
+                body.join("\n")
+            );
+        }
+    }
+}

@@ -27,6 +27,7 @@
 //! mode is off their fast paths are `Hakmem::alloc`'s and `dealloc`'s. The
 //! other entries test it first (one relaxed load and branch).
 
+pub mod cxx;
 pub mod record;
 
 use crate::global::alloc_general;
@@ -152,12 +153,20 @@ unsafe fn realloc_plain(ptr: *mut u8, size: usize) -> *mut u8 {
 /// `malloc`: `size` bytes, 16-byte aligned; `malloc(0)` is a unique block.
 #[inline(always)]
 pub fn malloc(size: usize) -> *mut u8 {
+    malloc_or(size, || malloc_slow(size))
+}
+
+/// The fast path of `malloc` (and of C++ `new`), with `slow` for every
+/// request it does not serve (a large size, no free block on the page, and
+/// record mode, which keeps the fast paths diverted).
+#[inline(always)]
+fn malloc_or(size: usize, slow: impl FnOnce() -> *mut u8) -> *mut u8 {
     if size <= SMALL_MAX {
-        // SAFETY: the calling thread's fast word; the slow path is a tail
-        // call with nothing changed.
-        return unsafe { heap::alloc_or(tls::heap(), class_of(size), || malloc_slow(size)) };
+        // SAFETY: the calling thread's fast word; `slow` is a tail call
+        // with nothing changed.
+        return unsafe { heap::alloc_or(tls::heap(), class_of(size), slow) };
     }
-    malloc_slow(size)
+    slow()
 }
 
 /// `malloc` past its fast path: record mode, then the allocator's slow
@@ -165,7 +174,7 @@ pub fn malloc(size: usize) -> *mut u8 {
 /// a tail jump, with no landing pad and no stack frame.
 #[cold]
 #[inline(never)]
-extern "C" fn malloc_slow(size: usize) -> *mut u8 {
+pub(super) extern "C" fn malloc_slow(size: usize) -> *mut u8 {
     let Some(g) = record::begin() else {
         if size <= SMALL_MAX {
             // SAFETY: the calling thread's heap; its fast path just failed.
