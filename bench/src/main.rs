@@ -327,7 +327,15 @@ fn run_suite(
         // Beside the report: the hand-maintained reasons and the callgrind
         // table (both optional; the report says when they are missing).
         analysis: std::fs::read_to_string(out.with_file_name("benchmarks-analysis.md")).ok(),
-        callgrind: std::fs::read_to_string(out.with_file_name("benchmarks-callgrind.md")).ok(),
+        callgrind: ["benchmarks-callgrind.md", "benchmarks-callgrind-capi.md"]
+            .into_iter()
+            .filter_map(|f| {
+                Some((
+                    f.to_string(),
+                    std::fs::read_to_string(out.with_file_name(f)).ok()?,
+                ))
+            })
+            .collect(),
     };
     write_file(out, &report::markdown(&m, &t, &cx))?;
     write_file(&chart_path, &bench::chart::svg(&m, &t)?)?;

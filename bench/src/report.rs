@@ -347,9 +347,12 @@ pub struct Context {
     /// profile and the reason for each target, in `## key` sections (see
     /// [`Target::key`]); `None` if the file is missing.
     pub analysis: Option<String>,
-    /// The instruction-count table (`docs/benchmarks-callgrind.md`), if
-    /// present: embedded so that the report holds the profile it cites.
-    pub callgrind: Option<String>,
+    /// The instruction-count tables beside the report, as (file name,
+    /// text), those present only: `benchmarks-callgrind.md` (the Rust
+    /// path) and `benchmarks-callgrind-capi.md` (the C ABI,
+    /// `bench/callgrind-capi`). Embedded so that the report holds the
+    /// profiles it cites.
+    pub callgrind: Vec<(String, String)>,
 }
 
 /// The body of section `## key` of the analysis file (up to the next `## `).
@@ -596,12 +599,13 @@ pub fn markdown(m: &Measurements, t: &Table, cx: &Context) -> String {
          replayer's own cost), and their peak RSS includes the loaded trace (the same for every \
          allocator)."
     );
-    if let Some(cg) = &cx.callgrind {
-        let _ = writeln!(
-            w,
-            "\n## Instructions per operation (from docs/benchmarks-callgrind.md)\n"
-        );
-        // The included file's own title is dropped; its date line stays.
+    for (file, cg) in &cx.callgrind {
+        // The included file's title becomes the section's; its date line stays.
+        let title = cg
+            .lines()
+            .find_map(|l| l.strip_prefix("# "))
+            .unwrap_or("Instructions per operation");
+        let _ = writeln!(w, "\n## {title} (from docs/{file})\n");
         for l in cg
             .lines()
             .skip_while(|l| l.starts_with("# ") || l.trim().is_empty())
@@ -812,7 +816,10 @@ mod tests {
             analysis: Some(
                 "# Analysis\n\n## throughput\nLarson is slower because X.\n\n## rss\nY.\n".into(),
             ),
-            callgrind: Some("# Instructions\n\n| row | hakmem |\n".into()),
+            callgrind: vec![(
+                "benchmarks-callgrind.md".into(),
+                "# Instructions\n\n| row | hakmem |\n".into(),
+            )],
             chart_file: "benchmarks.svg".into(),
         };
         let md = markdown(&m, &t, &cx);
