@@ -152,27 +152,20 @@ fn init_slow() -> Option<&'static Instance<StdBackend>> {
 }
 
 /// The slow path of a thread whose fast word is the empty heap: allocate
-/// on the heap it owns (pointing the fast word at it again, unless the
-/// fast paths are diverted), or create that heap first.
+/// on the heap it owns (the fast paths are diverted), or create that heap.
 #[cold]
 #[inline(never)]
 pub(crate) fn alloc_on_fresh_heap(class: usize) -> *mut u8 {
-    let own = tls::own_heap();
-    if own != EMPTY_HEAP.get() {
-        // Diverted fast paths (record mode), or the instance's
-        // initialisation allocated (its `pthread_atfork`) and so created
-        // this thread's heap already.
-        tls::resume_fast_path();
-        // SAFETY: the calling thread's own heap.
-        return unsafe { heap::alloc(own, class) };
-    }
     let Some(inst) = instance() else {
         return null_mut();
     };
-    if tls::own_heap() != EMPTY_HEAP.get() {
-        // `instance()` initialised the instance, which allocated.
+    // Set when the fast paths are diverted (record mode), or when the
+    // instance's initialisation allocated (its `pthread_atfork`) and so
+    // created this thread's heap already.
+    let own = tls::own_heap();
+    if own != EMPTY_HEAP.get() {
         // SAFETY: the calling thread's own heap.
-        return unsafe { heap::alloc(tls::own_heap(), class) };
+        return unsafe { heap::alloc(own, class) };
     }
     let Some(h) = inst.new_heap_raw() else {
         return null_mut();

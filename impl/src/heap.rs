@@ -301,7 +301,7 @@ unsafe fn threshold_flush<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>, k: u32) {
 /// As [`alloc`].
 #[cold]
 #[inline(never)]
-pub(crate) unsafe fn alloc_slow<B: Backend>(heap: *mut Heap<B>, class: usize) -> *mut u8 {
+unsafe fn alloc_slow<B: Backend>(heap: *mut Heap<B>, class: usize) -> *mut u8 {
     // SAFETY: forwarded contract.
     unsafe {
         let h = &*heap;

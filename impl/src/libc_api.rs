@@ -175,18 +175,11 @@ fn malloc_or(size: usize, slow: impl FnOnce() -> *mut u8) -> *mut u8 {
 #[cold]
 #[inline(never)]
 pub(super) extern "C" fn malloc_slow(size: usize) -> *mut u8 {
-    let Some(g) = record::begin() else {
-        if size <= SMALL_MAX {
-            // SAFETY: the calling thread's heap; its fast path just failed.
-            let p = unsafe { heap::alloc_slow(tls::heap(), class_of(size)) };
-            if !p.is_null() {
-                return p;
-            }
-        }
-        return enomem_if_null(alloc_general(size, MIN_ALIGN, false));
-    };
+    let g = record::begin();
     let p = malloc_plain(size);
-    g.alloc(p, size, MIN_ALIGN, false);
+    if let Some(g) = g {
+        g.alloc(p, size, MIN_ALIGN, false);
+    }
     p
 }
 

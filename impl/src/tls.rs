@@ -71,10 +71,10 @@ mod fast_word {
     #[inline(always)]
     pub(super) fn get() -> HeapPtr {
         let h: HeapPtr;
-        // SAFETY: reads the calling thread's own word: its offset from the
-        // thread pointer (a GOT slot the dynamic linker filled, or an
-        // immediate after the linker relaxed it), then `%fs:offset`. No
-        // memory of the Rust abstract machine is read or written.
+        // The word's offset from the thread pointer comes from a GOT slot
+        // the dynamic linker filled (or an immediate after the linker
+        // relaxed it); no memory of the Rust abstract machine is touched.
+        // SAFETY: reads the calling thread's own word at `%fs:offset`.
         unsafe {
             core::arch::asm!(
                 "mov {h}, qword ptr [rip + __hakmem_fast_heap@GOTTPOFF]",
@@ -156,7 +156,8 @@ pub(crate) fn own_heap() -> HeapPtr {
 /// unless the fast paths are diverted) and arms the exit hook.
 pub(crate) fn set_heap(h: HeapPtr) {
     OWN.with(|c| c.set(h));
-    resume_fast_path();
+    let diverted = DIVERTED.load(Ordering::Acquire);
+    fast_word::set(if diverted { EMPTY_HEAP.get() } else { h });
     let key = exit_key();
     if key != u32::MAX {
         // SAFETY: `key` was created by `pthread_key_create`; the value is an
@@ -165,28 +166,16 @@ pub(crate) fn set_heap(h: HeapPtr) {
     }
 }
 
-/// Points the calling thread's fast word at its own heap again, unless the
-/// fast paths are diverted. Slow paths call it when they find the fast word
-/// at the empty heap while the thread owns a heap.
-pub(crate) fn resume_fast_path() {
-    let h = if DIVERTED.load(Ordering::Acquire) {
-        EMPTY_HEAP.get()
-    } else {
-        own_heap()
-    };
-    fast_word::set(h);
-}
-
-/// Diverts every thread's fast paths (`true`) to the slow paths from now on,
-/// or lets them back (`false`; each thread's next slow allocation resumes).
+/// Diverts every thread's fast paths to the slow paths for the rest of the
+/// process (fork children included): fast words stay at the empty heap.
 ///
 /// Sets the calling thread's fast word at once. Other threads' words are
-/// not reachable: the caller switches before any other thread has a heap
+/// not reachable: the caller diverts before any other thread has a heap
 /// (record mode decides at the process's first allocation, before a second
 /// thread can exist: `pthread_create` itself allocates).
-pub(crate) fn divert_fast_paths(on: bool) {
-    DIVERTED.store(on, Ordering::Release);
-    resume_fast_path();
+pub(crate) fn divert_fast_paths() {
+    DIVERTED.store(true, Ordering::Release);
+    fast_word::set(EMPTY_HEAP.get());
 }
 
 const KEY_UNINIT: u32 = u32::MAX - 1;

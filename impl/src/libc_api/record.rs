@@ -101,7 +101,7 @@ fn begin_slow() -> Option<Rec> {
             // From now on every request reaches a slow path, where `begin`
             // sees it: the fast paths of `malloc`/`free` have no record
             // test. Only this thread has a heap yet (`tls::divert_fast_paths`).
-            crate::tls::divert_fast_paths(true);
+            crate::tls::divert_fast_paths();
         }
         MODE.store(m, Ordering::Release);
     }
