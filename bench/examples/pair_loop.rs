@@ -4,9 +4,11 @@
 //! operation, as `__rust_alloc` is without LTO), counted by callgrind
 //! inside the `measured` functions only.
 //!
-//! `pair_loop mixed|fixed N [floor]`: `floor` runs the same loop on two
-//! non-inlined functions that do nothing useful (the loop and call cost).
-//! Prints `mallocs M frees F` for the measured pass.
+//! `pair_loop mixed|fixed|calloc|realloc N [floor]`: `floor` runs the same
+//! loop on non-inlined functions that do nothing useful (the loop and call
+//! cost). `calloc` allocates with `alloc_zeroed`; `realloc` resizes in
+//! place with `realloc` where the C loop does (its `realloc(NULL, 64)` is
+//! an `alloc` here). Prints `mallocs M frees F` for the measured pass.
 
 #![allow(missing_docs)]
 
@@ -19,7 +21,17 @@ const SLOTS: usize = 256;
 
 trait Ops {
     fn malloc(size: usize) -> *mut u8;
+    fn calloc(size: usize) -> *mut u8;
+    fn realloc(p: *mut u8, size: usize, new_size: usize) -> *mut u8;
     fn free(p: *mut u8, size: usize);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Mixed,
+    Fixed,
+    Calloc,
+    Realloc,
 }
 
 /// `v`, unknown to the optimiser, at no instruction (as the C floor's empty
@@ -42,6 +54,22 @@ impl Ops for HakmemOps {
         unsafe { GLOBAL.alloc(Layout::from_size_align_unchecked(size, 16)) }
     }
     #[inline(never)]
+    fn calloc(size: usize) -> *mut u8 {
+        let size = opaque(size);
+        // SAFETY: as `malloc`.
+        unsafe { GLOBAL.alloc_zeroed(Layout::from_size_align_unchecked(size, 16)) }
+    }
+    #[inline(never)]
+    fn realloc(p: *mut u8, size: usize, new_size: usize) -> *mut u8 {
+        let (p, size, new_size) = (
+            opaque(p as usize) as *mut u8,
+            opaque(size),
+            opaque(new_size),
+        );
+        // SAFETY: `p` came from `malloc(size)`; `new_size` > 0.
+        unsafe { GLOBAL.realloc(p, Layout::from_size_align_unchecked(size, 16), new_size) }
+    }
+    #[inline(never)]
     fn free(p: *mut u8, size: usize) {
         let (p, size) = (opaque(p as usize) as *mut u8, opaque(size));
         // SAFETY: `p` came from `malloc(size)` above and is freed once.
@@ -55,6 +83,18 @@ impl Ops for FloorOps {
     #[inline(never)]
     fn malloc(size: usize) -> *mut u8 {
         opaque(size);
+        std::ptr::addr_of_mut!(FLOOR_BLOCK).cast()
+    }
+    #[inline(never)]
+    fn calloc(size: usize) -> *mut u8 {
+        opaque(size);
+        std::ptr::addr_of_mut!(FLOOR_BLOCK).cast()
+    }
+    #[inline(never)]
+    fn realloc(p: *mut u8, size: usize, new_size: usize) -> *mut u8 {
+        opaque(p as usize);
+        opaque(size);
+        opaque(new_size);
         std::ptr::addr_of_mut!(FLOOR_BLOCK).cast()
     }
     #[inline(never)]
@@ -73,7 +113,7 @@ struct Loop {
 
 impl Loop {
     #[inline(always)]
-    fn body<O: Ops>(&mut self, n: u64, fixed: bool) {
+    fn body<O: Ops>(&mut self, n: u64, mode: Mode) {
         let mut x = self.x;
         for _ in 0..n {
             x ^= x << 13;
@@ -81,16 +121,24 @@ impl Loop {
             x ^= x << 17;
             let s = &mut self.slots[(x as usize) & (SLOTS - 1)];
             if !s.0.is_null() {
+                if mode == Mode::Realloc && (x >> 8) & 1 == 1 {
+                    let size = 49 + ((x >> 9) & 15) as usize;
+                    *s = (O::realloc(s.0, s.1, size), size);
+                    self.mallocs += 1;
+                    continue;
+                }
                 O::free(s.0, s.1);
                 s.0 = std::ptr::null_mut();
                 self.frees += 1;
             } else {
-                let size = if fixed {
-                    64
-                } else {
-                    16 + ((x >> 8) & 1023) as usize
+                *s = match mode {
+                    Mode::Mixed => {
+                        let size = 16 + ((x >> 8) & 1023) as usize;
+                        (O::malloc(size), size)
+                    }
+                    Mode::Fixed | Mode::Realloc => (O::malloc(64), 64),
+                    Mode::Calloc => (O::calloc(64), 64),
                 };
-                *s = (O::malloc(size), size);
                 self.mallocs += 1;
             }
         }
@@ -99,28 +147,28 @@ impl Loop {
 }
 
 #[inline(never)]
-fn warm<O: Ops>(l: &mut Loop, n: u64, fixed: bool) {
-    l.body::<O>(n, fixed);
+fn warm<O: Ops>(l: &mut Loop, n: u64, mode: Mode) {
+    l.body::<O>(n, mode);
 }
 
 #[inline(never)]
-fn measured<O: Ops>(l: &mut Loop, n: u64, fixed: bool) {
+fn measured<O: Ops>(l: &mut Loop, n: u64, mode: Mode) {
     // Not folded into `warm` (identical code would be merged).
     std::hint::black_box(&mut *l);
-    l.body::<O>(n, fixed);
+    l.body::<O>(n, mode);
 }
 
-fn run<O: Ops>(n: u64, fixed: bool) {
+fn run<O: Ops>(n: u64, mode: Mode) {
     let mut l = Loop {
         slots: [(std::ptr::null_mut(), 0); SLOTS],
         x: 0x9e37_79b9_7f4a_7c15,
         mallocs: 0,
         frees: 0,
     };
-    warm::<O>(&mut l, n, fixed);
+    warm::<O>(&mut l, n, mode);
     l.mallocs = 0;
     l.frees = 0;
-    measured::<O>(&mut l, n, fixed);
+    measured::<O>(&mut l, n, mode);
     println!("mallocs {} frees {}", l.mallocs, l.frees);
     for s in l.slots {
         if !s.0.is_null() {
@@ -132,23 +180,25 @@ fn run<O: Ops>(n: u64, fixed: bool) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let usage = || -> ! {
-        eprintln!("usage: pair_loop mixed|fixed ITERATIONS [floor]");
+        eprintln!("usage: pair_loop mixed|fixed|calloc|realloc ITERATIONS [floor]");
         std::process::exit(2)
     };
     if args.len() < 3 || args.len() > 4 {
         usage();
     }
-    let fixed = match args[1].as_str() {
-        "mixed" => false,
-        "fixed" => true,
+    let mode = match args[1].as_str() {
+        "mixed" => Mode::Mixed,
+        "fixed" => Mode::Fixed,
+        "calloc" => Mode::Calloc,
+        "realloc" => Mode::Realloc,
         _ => usage(),
     };
     let Ok(n) = args[2].parse::<u64>() else {
         usage()
     };
     match args.get(3).map(String::as_str) {
-        None => run::<HakmemOps>(n, fixed),
-        Some("floor") => run::<FloorOps>(n, fixed),
+        None => run::<HakmemOps>(n, mode),
+        Some("floor") => run::<FloorOps>(n, mode),
         Some(_) => usage(),
     }
 }

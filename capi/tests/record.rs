@@ -250,12 +250,13 @@ fn every_request_recorded_including_fast_path_ones() {
     assert_eq!(figure(&s, "threads"), 4, "{s}");
     let text = std::fs::read_to_string(&files[0]).unwrap();
     let mut ids_777 = std::collections::HashSet::new();
-    let (mut frees_777, mut callocs, mut reallocs) = (0, 0, 0);
+    let (mut frees_777, mut callocs, mut reallocs, mut realloc_nulls) = (0, 0, 0, 0);
     for line in text.lines().skip(1) {
         let f: Vec<&str> = line.split(' ').collect();
         match (f[0], f.get(3).copied()) {
             ("a", Some("777")) => assert!(ids_777.insert(f[2].to_string()), "{line}"),
             ("z", Some("999")) => callocs += 1,
+            ("a", Some("555")) => realloc_nulls += 1,
             ("r", _) if f[4] == "999" => reallocs += 1,
             ("f", _) if ids_777.contains(f[2]) => frees_777 += 1,
             _ => {}
@@ -266,4 +267,5 @@ fn every_request_recorded_including_fast_path_ones() {
     assert_eq!(frees_777, mallocs, "free lines of those blocks");
     assert_eq!(callocs, rounds, "calloc(3, 333) lines");
     assert_eq!(reallocs, rounds, "realloc(_, 999) lines");
+    assert_eq!(realloc_nulls, rounds, "realloc(NULL, 555) lines");
 }

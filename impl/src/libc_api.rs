@@ -24,8 +24,10 @@
 //! is [`record`]. `malloc` and `free` test for it on their slow paths only:
 //! while recording, every thread's fast word is the empty heap (`tls`, "two
 //! words per thread"), so each request reaches a slow path; when record
-//! mode is off their fast paths are `Hakmem::alloc`'s and `dealloc`'s. The
-//! other entries test it first (one relaxed load and branch).
+//! mode is off their fast paths are `Hakmem::alloc`'s and `dealloc`'s.
+//! `calloc` and `realloc` do the same (`realloc` in place only for a block
+//! owned by the fast word's heap). The other entries test it first (one
+//! relaxed load and branch).
 
 pub mod cxx;
 pub mod record;
@@ -216,12 +218,40 @@ unsafe extern "C" fn free_slow(ptr: *mut u8) {
 }
 
 /// `calloc`: `n * size` zeroed bytes; `ENOMEM` if the product overflows.
+///
+/// The fast path is `malloc`'s and a `memset` of the block; record mode
+/// and everything else are on [`calloc_slow`].
+#[inline(always)]
 pub fn calloc(n: usize, size: usize) -> *mut u8 {
-    let g = record::begin();
     let Some(total) = n.checked_mul(size) else {
-        set_errno(libc::ENOMEM);
-        return null_mut();
+        return calloc_overflow();
     };
+    if total <= SMALL_MAX {
+        // SAFETY: the calling thread's fast word; a null result (no free
+        // block on the page) is passed on to the slow path untouched.
+        let p = unsafe { heap::alloc_or(tls::heap(), class_of(total), null_mut) };
+        if !p.is_null() {
+            // SAFETY: a fresh block of at least `total` bytes.
+            unsafe { p.write_bytes(0, total) };
+            return p;
+        }
+    }
+    calloc_slow(total)
+}
+
+#[cold]
+#[inline(never)]
+fn calloc_overflow() -> *mut u8 {
+    set_errno(libc::ENOMEM);
+    null_mut()
+}
+
+/// `calloc` of `total` bytes past its fast path: record mode, then the
+/// allocator's slow paths (which hand out zeroed memory).
+#[cold]
+#[inline(never)]
+extern "C" fn calloc_slow(total: usize) -> *mut u8 {
+    let g = record::begin();
     let p = enomem_if_null(alloc_general(total, MIN_ALIGN, true));
     if let Some(g) = g {
         g.alloc(p, total, MIN_ALIGN, true);
@@ -232,10 +262,51 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
 /// `realloc`, as glibc: `realloc(NULL, n)` = `malloc(n)`; `realloc(p, 0)`
 /// frees `p` and returns null; on failure null, `ENOMEM`, `p` intact.
 ///
+/// The fast path keeps a small block of the calling thread's in place when
+/// the new size has its class (as `Hakmem::realloc`) and serves
+/// `realloc(NULL, n)` as `malloc`'s does; record mode and everything else are on
+/// [`realloc_slow`].
+///
 /// # Safety
 /// `ptr` is null or a live block; not used afterwards unless null is
 /// returned for a non-zero size.
+#[inline(always)]
 pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
+    if size.wrapping_sub(1) < SMALL_MAX {
+        if chunkmap::is_superslab(ptr.addr()) {
+            // SAFETY: the chunk is a live SuperSlab, so its header is mapped.
+            let m = unsafe { &*slot_of::<StdBackend>(ptr) };
+            // Owned by the fast word's heap: never while recording (the fast
+            // word is then the empty heap, which owns no page), so a
+            // recorded `realloc` always reaches the slow path. As `free`'s
+            // local fast path, it looks at block boundaries no further than
+            // glibc's alignment test; the slow path does.
+            if m.owner.load(core::sync::atomic::Ordering::Relaxed) == tls::heap()
+                && m.is_active(class_of(size) as u8)
+                && ptr.addr() % MIN_ALIGN == 0
+            {
+                return ptr;
+            }
+        } else if ptr.is_null() {
+            // `realloc(NULL, n)` is `malloc(n)`, with its fast path.
+            // SAFETY: the calling thread's fast word; the slow path is a
+            // tail call with nothing changed.
+            return unsafe {
+                heap::alloc_or(tls::heap(), class_of(size), || realloc_slow(ptr, size))
+            };
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { realloc_slow(ptr, size) }
+}
+
+/// `realloc` past its fast path: record mode, then [`realloc_plain`].
+///
+/// # Safety
+/// As [`realloc`].
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn realloc_slow(ptr: *mut u8, size: usize) -> *mut u8 {
     let g = record::begin();
     if ptr.is_null() {
         let p = malloc_plain(size);

@@ -128,6 +128,13 @@ impl<B: Backend> SlotMeta<B> {
         SlotState::from_word(self.state.load(Ordering::Acquire))
     }
 
+    /// Whether the slot is `Active(class)`: one load and one compare of the
+    /// state word (the C `realloc` fast path).
+    #[inline(always)]
+    pub fn is_active(&self, class: u8) -> bool {
+        self.state.load(Ordering::Acquire) == SlotState::Active(class).word()
+    }
+
     /// The SuperSlab header this slot belongs to.
     ///
     /// Built from the address with the SuperSlab mapping's exposed

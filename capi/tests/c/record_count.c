@@ -1,6 +1,7 @@
 /* Known requests for the record-mode test (capi/tests/record.rs): each of
  * THREADS threads (and main) does ROUNDS rounds of LIVE malloc(777) then
- * frees them in reverse, plus one calloc/realloc/free per round. With
+ * frees them in reverse, plus one calloc/realloc/free and one
+ * realloc(NULL, 555)/free per round. With
  * hakmem's fast paths the mallocs and frees after the first of each round
  * hit the current page: a recorder that only saw slow paths would miss
  * most of them. Prints the number of malloc(777) calls. */
@@ -26,6 +27,8 @@ static void *work(void *arg) {
         char *z = calloc(3, 333);
         z = realloc(z, 999);
         free(z);
+        char *y = realloc(NULL, 555);
+        free(y);
     }
     return NULL;
 }
