@@ -318,34 +318,68 @@ unsafe impl GlobalAlloc for Hakmem {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        alloc_general(layout.size(), layout.align(), true)
+        let size = layout.size();
+        if size <= SMALL_MAX && layout.align() <= 16 {
+            // SAFETY: the calling thread's heap; a null result (no free
+            // block on the page) goes on to the slow path below.
+            let p = unsafe { heap::alloc_or(tls::heap(), class_of(size), ptr::null_mut) };
+            if !p.is_null() {
+                // SAFETY: a fresh block of at least `size` bytes.
+                unsafe { p.write_bytes(0, size) };
+                return p;
+            }
+        }
+        alloc_general(size, layout.align(), true)
     }
 
+    #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let align = layout.align();
-        let old_class = small_class_of(ptr);
-        let new_class = class_for(new_size, align);
-        if let (Some(o), Some(n)) = (old_class, new_class) {
-            if o == n {
-                // In place. The caller's pointer may carry provenance for
-                // the old size only: hand back one from the SuperSlab's.
-                return ptr::with_exposed_provenance_mut(ptr.addr());
-            }
+        // A block of at most SMALL_MAX bytes and alignment ≤ 16 is a small
+        // block of `class_of(size)` (`alloc`): when the new size has the same
+        // class it stays, decided from the sizes alone.
+        if layout.size() <= SMALL_MAX
+            && new_size <= SMALL_MAX
+            && layout.align() <= 16
+            && class_of(layout.size()) == class_of(new_size)
+        {
+            // The caller's pointer may carry provenance for the old size
+            // only: hand back one from the SuperSlab's.
+            return ptr::with_exposed_provenance_mut(ptr.addr());
         }
-        if old_class.is_none() && new_class.is_none() {
-            // SAFETY: a live large block of ours.
-            return unsafe { large::realloc(ptr, new_size, align) };
-        }
-        let q = alloc_general(new_size, align, false);
-        if !q.is_null() {
-            // SAFETY: both blocks are live; `min` bytes are valid in both.
-            unsafe {
-                ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
-                self.dealloc(ptr, layout);
-            }
-        }
-        q
+        // SAFETY: forwarded contract.
+        unsafe { realloc_moving(ptr, layout, new_size) }
     }
+}
+
+/// `GlobalAlloc::realloc` past its in-place test by sizes.
+///
+/// # Safety
+/// As `GlobalAlloc::realloc`.
+#[inline(never)]
+unsafe fn realloc_moving(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    let align = layout.align();
+    let old_class = small_class_of(ptr);
+    let new_class = class_for(new_size, align);
+    if let (Some(o), Some(n)) = (old_class, new_class) {
+        if o == n {
+            // In place. The caller's pointer may carry provenance for
+            // the old size only: hand back one from the SuperSlab's.
+            return ptr::with_exposed_provenance_mut(ptr.addr());
+        }
+    }
+    if old_class.is_none() && new_class.is_none() {
+        // SAFETY: a live large block of ours.
+        return unsafe { large::realloc(ptr, new_size, align) };
+    }
+    let q = alloc_general(new_size, align, false);
+    if !q.is_null() {
+        // SAFETY: both blocks are live; `min` bytes are valid in both.
+        unsafe {
+            ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
+            Hakmem.dealloc(ptr, layout);
+        }
+    }
+    q
 }
 
 #[cfg(test)]
