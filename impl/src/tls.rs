@@ -15,10 +15,11 @@
 //!
 //! # The fast word's TLS model
 //! With the `initial-exec-tls` feature (on for `libhakmem.so`, through
-//! `hakmem-capi`) on x86-64 Linux, the fast word is a `.tdata` symbol defined
-//! in assembly and read with the initial-exec model: its offset from the
-//! thread pointer from a GOT slot (`@GOTTPOFF`), then a `%fs`-relative load,
-//! two instructions and no call. A Rust `thread_local!` in a shared object
+//! `hakmem-capi`) on x86-64 and aarch64 Linux, the fast word is a `.tdata`
+//! symbol defined in assembly and read with the initial-exec model: its
+//! offset from the thread pointer from a GOT slot (`@GOTTPOFF`, aarch64
+//! `:gottprel:`), then a load relative to the thread pointer (`%fs`,
+//! `tpidr_el0`): two instructions on x86-64, four on aarch64, and no call. A Rust `thread_local!` in a shared object
 //! uses the general-dynamic model instead: a call of `__tls_get_addr` per
 //! access. The price of initial-exec is a place in the static TLS block: a
 //! library loaded at start-up (linked, or `LD_PRELOAD`) always has one; one
@@ -44,7 +45,7 @@ type HeapPtr = *mut Heap<StdBackend>;
 
 #[cfg(all(
     feature = "initial-exec-tls",
-    target_arch = "x86_64",
+    any(target_arch = "x86_64", target_arch = "aarch64"),
     target_os = "linux",
     not(miri)
 ))]
@@ -68,6 +69,7 @@ mod fast_word {
         empty = sym EMPTY_HEAP,
     );
 
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(super) fn get() -> HeapPtr {
         let h: HeapPtr;
@@ -86,6 +88,7 @@ mod fast_word {
         h
     }
 
+    #[cfg(target_arch = "x86_64")]
     #[inline]
     pub(super) fn set(h: HeapPtr) {
         // SAFETY: writes the calling thread's own word (as `get`).
@@ -99,11 +102,50 @@ mod fast_word {
             );
         }
     }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline(always)]
+    pub(super) fn get() -> HeapPtr {
+        let h: HeapPtr;
+        // As on x86-64: the offset from a GOT slot (`:gottprel:`), added to
+        // the thread pointer (`tpidr_el0`).
+        // SAFETY: reads the calling thread's own word at `tpidr_el0 + offset`.
+        unsafe {
+            core::arch::asm!(
+                "adrp {h}, :gottprel:__hakmem_fast_heap",
+                "ldr {h}, [{h}, #:gottprel_lo12:__hakmem_fast_heap]",
+                "mrs {tp}, tpidr_el0",
+                "ldr {h}, [{tp}, {h}]",
+                h = out(reg) h,
+                tp = out(reg) _,
+                options(nostack, readonly, preserves_flags, pure),
+            );
+        }
+        h
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline]
+    pub(super) fn set(h: HeapPtr) {
+        // SAFETY: writes the calling thread's own word (as `get`).
+        unsafe {
+            core::arch::asm!(
+                "adrp {off}, :gottprel:__hakmem_fast_heap",
+                "ldr {off}, [{off}, #:gottprel_lo12:__hakmem_fast_heap]",
+                "mrs {tp}, tpidr_el0",
+                "str {h}, [{tp}, {off}]",
+                off = out(reg) _,
+                tp = out(reg) _,
+                h = in(reg) h,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
 }
 
 #[cfg(not(all(
     feature = "initial-exec-tls",
-    target_arch = "x86_64",
+    any(target_arch = "x86_64", target_arch = "aarch64"),
     target_os = "linux",
     not(miri)
 )))]
