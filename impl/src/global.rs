@@ -6,67 +6,23 @@
 //! page → pop; `dealloc` = chunk-map byte → slot metadata → owner == this
 //! heap → push. Everything else is `#[cold]`.
 
-use crate::heap::{self, Heap, HeapLocal, List};
+use crate::heap::{self, Heap};
 use crate::instance::{Instance, InstanceConfig};
-use crate::page::PageLocal;
 use crate::size_class::{class_for, class_of, NUM_CLASSES, SMALL_MAX};
-use crate::stage1::FbLink;
-use crate::stats::{HeapCounters, Stats};
-use crate::superslab::SlotMeta;
-use crate::sync::{StdBackend, StdCell};
-use crate::{chunkmap, config, large, tls};
+use crate::stats::Stats;
+use crate::sync::StdBackend;
+use crate::tls::{self, EMPTY_HEAP};
+use crate::{chunkmap, config, large};
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr::{self, null_mut};
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 /// hakmem as Rust's global allocator:
 /// `#[global_allocator] static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;`
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Hakmem;
-
-/// A static that holds a value with raw pointers (the empty page/heap).
-/// Transparent: its address is the value's (`tls` names the empty heap by
-/// its symbol).
-#[repr(transparent)]
-pub(crate) struct StaticCell<T>(UnsafeCell<T>);
-// SAFETY: the empty page and heap are never written: the empty page has no
-// free block (so nothing pops from it) and is never owned; the empty heap
-// is never an owner and its slow path switches to a real heap first.
-unsafe impl<T> Sync for StaticCell<T> {}
-
-impl<T> StaticCell<T> {
-    pub(crate) const fn get(&self) -> *mut T {
-        self.0.get()
-    }
-}
-
-static EMPTY_PAGE: StaticCell<SlotMeta<StdBackend>> = StaticCell(UnsafeCell::new(SlotMeta {
-    local: StdCell::new_const(PageLocal::new()),
-    state: AtomicU32::new(0),
-    used: AtomicU32::new(0),
-    owner: AtomicPtr::new(null_mut()),
-    next_abandoned: AtomicPtr::new(null_mut()),
-    empty_since: AtomicU64::new(0),
-    fb: StdCell::new_const(FbLink::new()),
-}));
-
-/// The heap every thread starts with (and returns to at exit).
-pub(crate) static EMPTY_HEAP: StaticCell<Heap<StdBackend>> = StaticCell(UnsafeCell::new(Heap {
-    local: StdCell::new_const(HeapLocal {
-        current: [EMPTY_PAGE.get(); NUM_CLASSES],
-        partial: [List::EMPTY; NUM_CLASSES],
-        full: [List::EMPTY; NUM_CLASSES],
-    }),
-    counters: HeapCounters::new(),
-    full_hint: AtomicU32::new(0),
-    alive: AtomicU32::new(0),
-    index: u32::MAX,
-    inst: ptr::null(),
-    next_all: AtomicPtr::new(null_mut()),
-    next_free: StdCell::new_const(null_mut()),
-}));
 
 const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
@@ -171,6 +127,7 @@ pub(crate) fn alloc_on_fresh_heap(class: usize) -> *mut u8 {
         return null_mut();
     };
     tls::set_heap(h);
+    arm_exit_hook(h);
     // SAFETY: `h` is now this thread's heap.
     unsafe { heap::alloc(h, class) }
 }
@@ -186,6 +143,56 @@ pub(crate) fn exit_thread_heap(h: *mut Heap<StdBackend>) {
         // SAFETY: `h` is the exiting thread's heap, created by `inst`.
         let r = unsafe { inst.heap_ref(h) };
         r.exit();
+    }
+}
+
+// Thread exit is observed with a `pthread_key_create` destructor (it runs
+// after Rust's own TLS destructors have been registered, and again if a
+// later destructor allocates: the key is re-armed by the next heap).
+
+const KEY_UNINIT: u32 = u32::MAX - 1;
+static KEY: AtomicU32 = AtomicU32::new(KEY_UNINIT);
+
+/// The pthread key whose destructor abandons a heap (`u32::MAX` if none
+/// could be created: heaps of exiting threads then leak, nothing breaks).
+fn exit_key() -> u32 {
+    let k = KEY.load(Ordering::Acquire);
+    if k != KEY_UNINIT {
+        return k;
+    }
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid out-parameter; the destructor is an
+    // `extern "C"` function that never unwinds.
+    let rc = unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) };
+    let new = if rc == 0 { key as u32 } else { u32::MAX };
+    match KEY.compare_exchange(KEY_UNINIT, new, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => new,
+        Err(winner) => {
+            if rc == 0 {
+                // SAFETY: the key we created and nobody uses.
+                unsafe { libc::pthread_key_delete(key) };
+            }
+            winner
+        }
+    }
+}
+
+extern "C" fn on_thread_exit(p: *mut libc::c_void) {
+    let h = p.cast::<Heap<StdBackend>>();
+    if h.is_null() {
+        return;
+    }
+    tls::clear_heap();
+    exit_thread_heap(h);
+}
+
+/// Arms the exit hook for `h`, the calling thread's new heap.
+fn arm_exit_hook(h: *mut Heap<StdBackend>) {
+    let key = exit_key();
+    if key != u32::MAX {
+        // SAFETY: `key` was created by `pthread_key_create`; the value is an
+        // opaque pointer handed back to `on_thread_exit`.
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, h.cast()) };
     }
 }
 

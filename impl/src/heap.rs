@@ -26,14 +26,10 @@ use crate::observe::{Event, FlushReason};
 use crate::page::{self, local, PageList};
 use crate::size_class::{block_size, NUM_CLASSES, SLOTS};
 use crate::stats::HeapCounters;
+pub(crate) use crate::superslab::IN_FULL_BIAS;
 use crate::superslab::{slot_of, SlotMeta, SlotState, SsHeader};
 use crate::sync::{AtomicIntOps, AtomicOps, Backend, CellOps, Mutant, Ordering};
 use core::ptr::null_mut;
-
-/// `PageLocal::used` carries this bias while the page is on the full list,
-/// so the local free fast path's single `used ≤ 0` test also catches "free
-/// to a full page" (which must move the page off the full list).
-pub(crate) const IN_FULL_BIAS: u32 = 1 << 31;
 
 /// A doubly linked list of pages (links in their owner-local state).
 pub struct List<B: Backend> {

@@ -22,6 +22,15 @@ use crate::sync::{
 };
 use core::ptr::{null_mut, NonNull};
 
+/// What [`Instance::for_each_mapping`] reports (to the residency
+/// diagnostic).
+pub(crate) enum Mapping {
+    /// A SuperSlab (2 MiB at `base`).
+    SuperSlab,
+    /// A chunk of heap memory.
+    Heaps,
+}
+
 /// Tunables of one instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InstanceConfig {
@@ -908,23 +917,20 @@ impl<B: Backend> Instance<B> {
 
     /// Calls `f` for every SuperSlab and heap chunk, under the pool lock
     /// (the residency diagnostic).
-    pub(crate) fn for_each_mapping(
-        &self,
-        mut f: impl FnMut(crate::residency::Mapping, usize, usize),
-    ) {
+    pub(crate) fn for_each_mapping(&self, mut f: impl FnMut(Mapping, usize, usize)) {
         let _g = self.pool_lock.lock();
         // SAFETY: pool lock held: the lists do not change and nothing on
         // them is unmapped meanwhile.
         unsafe {
             let mut ss = self.ps(|ps| ps.all_head);
             while !ss.is_null() {
-                f(crate::residency::Mapping::SuperSlab, ss as usize, SS_SIZE);
+                f(Mapping::SuperSlab, ss as usize, SS_SIZE);
                 ss = (*ss).pooled(|p| p.next_all);
             }
             let mut chunk = self.ps(|ps| ps.heap_chunks);
             while !chunk.is_null() {
                 let bytes = chunk.add(8).cast::<usize>().read();
-                f(crate::residency::Mapping::Heaps, chunk as usize, bytes);
+                f(Mapping::Heaps, chunk as usize, bytes);
                 chunk = chunk.cast::<*mut u8>().read();
             }
         }

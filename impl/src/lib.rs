@@ -2,10 +2,13 @@
 //! modelled and machine-checked. See `docs/architecture.md` for the map and
 //! `docs/protocol.md` for the protocol the model specifies.
 //!
-//! Layers, bottom up: constants ([`size_class`]) → [`os`] → [`chunkmap`] →
-//! [`superslab`] → [`page`] → [`stage1`] / [`instance`] (pool, arena,
-//! stages) → [`heap`] (fast paths, remote frees, abandon) → `tls` glue →
-//! [`Hakmem`] (`GlobalAlloc`) and [`libc_api`] (the C API's semantics, for
+//! Layers, bottom up (docs/architecture.md's table, checked by
+//! `tests/layers.rs`): [`chunkmap`] → constants ([`size_class`]) → events
+//! and counters ([`observe`], [`stats`]) → [`sync`] → [`os`] → [`diag`] →
+//! [`config`] → [`large`] → [`superslab`] → [`page`] → [`stage1`] →
+//! [`instance`] (pool, arena, stages) → [`heap`] (fast paths, remote frees,
+//! abandon) → [`snapshot`] → `tls` glue → [`Hakmem`] (`GlobalAlloc`) →
+//! [`residency`] → [`libc_api`] (the C API's semantics, for
 //! the `hakmem-capi` shim). All protocol code is generic over
 //! [`sync::Backend`]; production uses [`sync::StdBackend`].
 

@@ -8,7 +8,14 @@
 //! in `Acquire{stage: Fresh}` / snapshots, i.e. mapping order); `slot` the
 //! slot index; `block` the index of the block in its page.
 
-pub use crate::stage1::Source as Stage1Source;
+/// Where a stage-1 entry came from (`stage1::Source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage1Source {
+    /// The lock-free list.
+    List,
+    /// The fallback list.
+    Fallback,
+}
 
 /// Why a delta is flushed (the model's `FlushReason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

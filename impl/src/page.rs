@@ -37,7 +37,8 @@
 use crate::heap::Heap;
 use crate::observe::{Event, FlushReason};
 use crate::size_class::{block_size, capacity};
-use crate::superslab::{SlotMeta, SsHeader};
+pub use crate::superslab::{PageList, PageLocal};
+use crate::superslab::{SlotMeta, SsHeader, IN_FULL_BIAS};
 use crate::sync::{AtomicIntOps, AtomicOps, Backend, CellOps, Mutant, Ordering};
 use core::ptr::{self, null_mut};
 
@@ -88,89 +89,6 @@ unsafe fn walk_to_tail<B: Backend>(head: *mut u8) -> (*mut u8, u32) {
         }
         tail = nx;
         n += 1;
-    }
-}
-
-/// Which owner list a page is on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PageList {
-    /// On no list (abandoned, empty, or being moved).
-    None,
-    /// The heap's current page of its class.
-    Current,
-    /// The heap's partial list.
-    Partial,
-    /// The heap's full list (`in_full`).
-    Full,
-}
-
-/// Owner-local state of a page.
-///
-/// # Invariants
-/// - `used = carved - |free|` (blocks not on the free list: live or remote).
-/// - `carved ≤ capacity`; `flushed` = the shared `used` as last written.
-/// - `list == Full` ⇔ `in_full` (protocol.md) and then `free` is empty and
-///   `carved == capacity`.
-///
-/// `repr(C)` with `used` first: the local free's `dec [used]` (see
-/// `heap::dec_used`) then addresses the page's metadata itself, with no
-/// offset to add (the fields do not depend on `B` in size).
-#[repr(C)]
-pub struct PageLocal<B: Backend> {
-    /// Blocks not on the free list.
-    pub used: u32,
-    /// Local frees not yet folded into the owner's statistics.
-    pub frees: u32,
-    /// Head of the free list (links stored in the blocks), null when empty.
-    pub free: *mut u8,
-    /// Blocks carved from the fresh area so far.
-    pub carved: u32,
-    /// Blocks that fit.
-    pub capacity: u32,
-    /// Block size in bytes.
-    pub block_size: u32,
-    /// The shared `used` as of the last flush (so delta = used - flushed).
-    pub flushed: u32,
-    /// Blocks drained since the last flush (statistics, see
-    /// `heap::flush_page`).
-    pub drained: u32,
-    /// `used` at the last statistics fold.
-    pub stat_used: u32,
-    /// Size class.
-    pub class: u8,
-    /// Which heap list holds the page.
-    pub list: PageList,
-    /// Previous page on the heap list.
-    pub prev: *mut SlotMeta<B>,
-    /// Next page on the heap list.
-    pub next: *mut SlotMeta<B>,
-}
-
-impl<B: Backend> PageLocal<B> {
-    /// The state of a page that has never been claimed (and of the dummy
-    /// page: no free block, so the fast path always falls to the slow path).
-    pub const fn new() -> Self {
-        Self {
-            free: null_mut(),
-            used: 0,
-            carved: 0,
-            capacity: 0,
-            block_size: 0,
-            flushed: 0,
-            frees: 0,
-            drained: 0,
-            stat_used: 0,
-            class: 0,
-            list: PageList::None,
-            prev: null_mut(),
-            next: null_mut(),
-        }
-    }
-}
-
-impl<B: Backend> Default for PageLocal<B> {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -374,7 +292,7 @@ pub(crate) unsafe fn flush<B: Backend>(meta: &SlotMeta<B>, t: u32, reason: Optio
     // SAFETY: owner (forwarded).
     let delta = unsafe {
         local(meta, |p| {
-            let used = p.used & !crate::heap::IN_FULL_BIAS;
+            let used = p.used & !IN_FULL_BIAS;
             let d = used.wrapping_sub(p.flushed);
             p.flushed = used;
             d

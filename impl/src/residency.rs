@@ -163,13 +163,7 @@ impl<B: Backend> Instance<B> {
     }
 }
 
-/// What [`Instance::for_each_mapping`] reports.
-pub(crate) enum Mapping {
-    /// A SuperSlab (2 MiB at `base`).
-    SuperSlab,
-    /// A chunk of heap memory.
-    Heaps,
-}
+pub(crate) use crate::instance::Mapping;
 
 /// The residency of the process-wide instance (`None` before its first use).
 pub fn residency() -> Option<Residency> {

@@ -22,6 +22,7 @@
 
 use crate::os;
 use crate::size_class::NUM_CLASSES;
+pub use crate::superslab::FbLink;
 use crate::superslab::SlotMeta;
 use crate::sync::{AtomicOps, Backend, CellOps, Mutant, Ordering, SpinLock};
 use core::ptr::{null_mut, NonNull};
@@ -34,30 +35,6 @@ pub struct Node<B: Backend> {
     next: B::AtomicU32,
     /// The slot the entry names.
     entry: B::AtomicPtr<SlotMeta<B>>,
-}
-
-/// A slot's link in its class's fallback list (guarded by the fallback lock).
-pub struct FbLink<B: Backend> {
-    /// Next slot on the fallback list.
-    pub(crate) next: *mut SlotMeta<B>,
-    /// Whether the slot is on a fallback list.
-    pub(crate) queued: bool,
-}
-
-impl<B: Backend> FbLink<B> {
-    /// Not queued.
-    pub const fn new() -> Self {
-        Self {
-            next: null_mut(),
-            queued: false,
-        }
-    }
-}
-
-impl<B: Backend> Default for FbLink<B> {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Access to a slot's fallback link.
@@ -75,14 +52,9 @@ pub(crate) struct FallbackList<B: Backend> {
     len: usize,
 }
 
-/// Where a stage-1 entry came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// The lock-free list.
-    List,
-    /// The fallback list.
-    Fallback,
-}
+/// Where a stage-1 entry came from (defined with the observer's events,
+/// which report it: `observe` is below every protocol layer).
+pub use crate::observe::Stage1Source as Source;
 
 /// The stage-1 lists of one instance.
 pub struct Stage1<B: Backend> {

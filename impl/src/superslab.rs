@@ -18,7 +18,6 @@
 //! Claims are CASes on this word.
 
 use crate::heap::Heap;
-use crate::page::PageLocal;
 use crate::size_class::{HEADER_SIZE, NUM_CLASSES, SLOTS, SLOT_SHIFT};
 use crate::sync::{AtomicIntOps, AtomicOps, Backend, CellOps, Ordering};
 use core::ptr::{self, null_mut};
@@ -105,7 +104,7 @@ pub struct SlotMeta<B: Backend> {
     /// `u64::MAX` once decommitted.
     pub(crate) empty_since: B::AtomicU64,
     /// Link of the class's stage-1 fallback list (under its lock).
-    pub(crate) fb: B::Cell<crate::stage1::FbLink<B>>,
+    pub(crate) fb: B::Cell<FbLink<B>>,
 }
 
 impl<B: Backend> SlotMeta<B> {
@@ -118,7 +117,7 @@ impl<B: Backend> SlotMeta<B> {
             owner: B::AtomicPtr::new(null_mut()),
             next_abandoned: B::AtomicPtr::new(null_mut()),
             empty_since: B::AtomicU64::new(0),
-            fb: B::Cell::new(crate::stage1::FbLink::new()),
+            fb: B::Cell::new(FbLink::new()),
         }
     }
 
@@ -175,6 +174,118 @@ impl<B: Backend> SlotMeta<B> {
 }
 
 impl<B: Backend> Default for SlotMeta<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Which owner list a page is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageList {
+    /// On no list (abandoned, empty, or being moved).
+    None,
+    /// The heap's current page of its class.
+    Current,
+    /// The heap's partial list.
+    Partial,
+    /// The heap's full list (`in_full`).
+    Full,
+}
+
+/// Owner-local state of a page.
+///
+/// # Invariants
+/// - `used = carved - |free|` (blocks not on the free list: live or remote).
+/// - `carved ≤ capacity`; `flushed` = the shared `used` as last written.
+/// - `list == Full` ⇔ `in_full` (protocol.md) and then `free` is empty and
+///   `carved == capacity`.
+///
+/// `repr(C)` with `used` first: the local free's `dec [used]` (see
+/// `heap::dec_used`) then addresses the page's metadata itself, with no
+/// offset to add (the fields do not depend on `B` in size).
+#[repr(C)]
+pub struct PageLocal<B: Backend> {
+    /// Blocks not on the free list.
+    pub used: u32,
+    /// Local frees not yet folded into the owner's statistics.
+    pub frees: u32,
+    /// Head of the free list (links stored in the blocks), null when empty.
+    pub free: *mut u8,
+    /// Blocks carved from the fresh area so far.
+    pub carved: u32,
+    /// Blocks that fit.
+    pub capacity: u32,
+    /// Block size in bytes.
+    pub block_size: u32,
+    /// The shared `used` as of the last flush (so delta = used - flushed).
+    pub flushed: u32,
+    /// Blocks drained since the last flush (statistics, see
+    /// `heap::flush_page`).
+    pub drained: u32,
+    /// `used` at the last statistics fold.
+    pub stat_used: u32,
+    /// Size class.
+    pub class: u8,
+    /// Which heap list holds the page.
+    pub list: PageList,
+    /// Previous page on the heap list.
+    pub prev: *mut SlotMeta<B>,
+    /// Next page on the heap list.
+    pub next: *mut SlotMeta<B>,
+}
+
+impl<B: Backend> PageLocal<B> {
+    /// The state of a page that has never been claimed (and of the dummy
+    /// page: no free block, so the fast path always falls to the slow path).
+    pub const fn new() -> Self {
+        Self {
+            free: null_mut(),
+            used: 0,
+            carved: 0,
+            capacity: 0,
+            block_size: 0,
+            flushed: 0,
+            frees: 0,
+            drained: 0,
+            stat_used: 0,
+            class: 0,
+            list: PageList::None,
+            prev: null_mut(),
+            next: null_mut(),
+        }
+    }
+}
+
+impl<B: Backend> Default for PageLocal<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `PageLocal::used` carries this bias while the page is on the full list,
+/// so the local free fast path's single `used ≤ 0` test also catches "free
+/// to a full page" (which must move the page off the full list).
+pub(crate) const IN_FULL_BIAS: u32 = 1 << 31;
+
+/// A slot's link in its class's fallback list (guarded by the fallback lock).
+pub struct FbLink<B: Backend> {
+    /// Next slot on the fallback list.
+    pub(crate) next: *mut SlotMeta<B>,
+    /// Whether the slot is on a fallback list.
+    pub(crate) queued: bool,
+}
+
+impl<B: Backend> FbLink<B> {
+    /// Not queued.
+    pub const fn new() -> Self {
+        Self {
+            next: null_mut(),
+            queued: false,
+        }
+    }
+}
+
+impl<B: Backend> Default for FbLink<B> {
     fn default() -> Self {
         Self::new()
     }

@@ -1,5 +1,6 @@
 //! Thread-local glue of the global allocator: the calling thread's heap
-//! pointer, and the thread-exit hook that abandons its pages.
+//! words, and the static empty heap they start at. (The thread-exit hook
+//! that abandons a heap's pages is `global`'s, which owns the instance.)
 //!
 //! # Two words per thread
 //! - The *fast word* ([`heap`]) is what the malloc/free fast paths read. It
@@ -30,18 +31,61 @@
 //! a `thread_local!`, one `%fs` load), on other targets, and under Miri, the
 //! fast word is a `const`-initialised `thread_local!` without destructor.
 //! Either way it is usable at any time, also while TLS destructors run.
-//!
-//! Thread exit is observed with a `pthread_key_create` destructor (it runs
-//! after Rust's own TLS destructors have been registered, and again if a
-//! later destructor allocates: the key is re-armed by the next heap).
 
-use crate::global::{self, EMPTY_HEAP};
-use crate::heap::Heap;
-use crate::sync::StdBackend;
-use core::cell::Cell;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use crate::heap::{Heap, HeapLocal, List};
+use crate::page::PageLocal;
+use crate::size_class::NUM_CLASSES;
+use crate::stage1::FbLink;
+use crate::stats::HeapCounters;
+use crate::superslab::SlotMeta;
+use crate::sync::{StdBackend, StdCell};
+use core::cell::{Cell, UnsafeCell};
+use core::ptr::{self, null_mut};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 type HeapPtr = *mut Heap<StdBackend>;
+
+/// A static that holds a value with raw pointers (the empty page/heap).
+/// Transparent: its address is the value's (`tls` names the empty heap by
+/// its symbol).
+#[repr(transparent)]
+pub(crate) struct StaticCell<T>(UnsafeCell<T>);
+// SAFETY: the empty page and heap are never written: the empty page has no
+// free block (so nothing pops from it) and is never owned; the empty heap
+// is never an owner and its slow path switches to a real heap first.
+unsafe impl<T> Sync for StaticCell<T> {}
+
+impl<T> StaticCell<T> {
+    pub(crate) const fn get(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
+static EMPTY_PAGE: StaticCell<SlotMeta<StdBackend>> = StaticCell(UnsafeCell::new(SlotMeta {
+    local: StdCell::new_const(PageLocal::new()),
+    state: AtomicU32::new(0),
+    used: AtomicU32::new(0),
+    owner: AtomicPtr::new(null_mut()),
+    next_abandoned: AtomicPtr::new(null_mut()),
+    empty_since: AtomicU64::new(0),
+    fb: StdCell::new_const(FbLink::new()),
+}));
+
+/// The heap every thread starts with (and returns to at exit).
+pub(crate) static EMPTY_HEAP: StaticCell<Heap<StdBackend>> = StaticCell(UnsafeCell::new(Heap {
+    local: StdCell::new_const(HeapLocal {
+        current: [EMPTY_PAGE.get(); NUM_CLASSES],
+        partial: [List::EMPTY; NUM_CLASSES],
+        full: [List::EMPTY; NUM_CLASSES],
+    }),
+    counters: HeapCounters::new(),
+    full_hint: AtomicU32::new(0),
+    alive: AtomicU32::new(0),
+    index: u32::MAX,
+    inst: ptr::null(),
+    next_all: AtomicPtr::new(null_mut()),
+    next_free: StdCell::new_const(null_mut()),
+}));
 
 #[cfg(all(
     feature = "initial-exec-tls",
@@ -54,7 +98,7 @@ mod fast_word {
     //! above), local to its object (no `.globl`).
 
     use super::HeapPtr;
-    use crate::global::EMPTY_HEAP;
+    use super::EMPTY_HEAP;
 
     core::arch::global_asm!(
         ".pushsection .tdata.__hakmem_fast_heap,\"awT\",@progbits",
@@ -153,7 +197,7 @@ mod fast_word {
     //! The fast word as a Rust `thread_local!` (see the module above).
 
     use super::HeapPtr;
-    use crate::global::EMPTY_HEAP;
+    use super::EMPTY_HEAP;
     use core::cell::Cell;
 
     thread_local! {
@@ -195,17 +239,18 @@ pub(crate) fn own_heap() -> HeapPtr {
 }
 
 /// Installs `h` as the calling thread's own heap (and as its fast word
-/// unless the fast paths are diverted) and arms the exit hook.
+/// unless the fast paths are diverted). The caller arms the exit hook.
 pub(crate) fn set_heap(h: HeapPtr) {
     OWN.with(|c| c.set(h));
     let diverted = DIVERTED.load(Ordering::Acquire);
     fast_word::set(if diverted { EMPTY_HEAP.get() } else { h });
-    let key = exit_key();
-    if key != u32::MAX {
-        // SAFETY: `key` was created by `pthread_key_create`; the value is an
-        // opaque pointer handed back to `on_thread_exit`.
-        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, h.cast()) };
-    }
+}
+
+/// Puts both of the calling thread's words back at the empty heap (its
+/// exit: later requests of the thread's TLS destructors find no heap).
+pub(crate) fn clear_heap() {
+    fast_word::set(EMPTY_HEAP.get());
+    OWN.with(|c| c.set(EMPTY_HEAP.get()));
 }
 
 /// Diverts every thread's fast paths to the slow paths for the rest of the
@@ -218,41 +263,4 @@ pub(crate) fn set_heap(h: HeapPtr) {
 pub(crate) fn divert_fast_paths() {
     DIVERTED.store(true, Ordering::Release);
     fast_word::set(EMPTY_HEAP.get());
-}
-
-const KEY_UNINIT: u32 = u32::MAX - 1;
-static KEY: AtomicU32 = AtomicU32::new(KEY_UNINIT);
-
-/// The pthread key whose destructor abandons a heap (`u32::MAX` if none
-/// could be created: heaps of exiting threads then leak, nothing breaks).
-fn exit_key() -> u32 {
-    let k = KEY.load(Ordering::Acquire);
-    if k != KEY_UNINIT {
-        return k;
-    }
-    let mut key: libc::pthread_key_t = 0;
-    // SAFETY: `key` is a valid out-parameter; the destructor is an
-    // `extern "C"` function that never unwinds.
-    let rc = unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) };
-    let new = if rc == 0 { key as u32 } else { u32::MAX };
-    match KEY.compare_exchange(KEY_UNINIT, new, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => new,
-        Err(winner) => {
-            if rc == 0 {
-                // SAFETY: the key we created and nobody uses.
-                unsafe { libc::pthread_key_delete(key) };
-            }
-            winner
-        }
-    }
-}
-
-extern "C" fn on_thread_exit(p: *mut libc::c_void) {
-    let h = p.cast::<Heap<StdBackend>>();
-    if h.is_null() {
-        return;
-    }
-    fast_word::set(EMPTY_HEAP.get());
-    OWN.with(|c| c.set(EMPTY_HEAP.get()));
-    global::exit_thread_heap(h);
 }
