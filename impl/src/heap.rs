@@ -27,7 +27,7 @@ use crate::page::{self, local, PageList};
 use crate::size_class::{block_size, NUM_CLASSES, SLOTS};
 use crate::stats::HeapCounters;
 pub(crate) use crate::superslab::IN_FULL_BIAS;
-use crate::superslab::{slot_of, SlotMeta, SlotState, SsHeader};
+use crate::superslab::{slot_of, PageOwner, SlotMeta, SlotState, SsHeader};
 use crate::sync::{AtomicIntOps, AtomicOps, Backend, CellOps, Mutant, Ordering};
 use core::ptr::null_mut;
 
@@ -141,12 +141,13 @@ pub struct HeapLocal<B: Backend> {
 /// - A dead heap (`alive == 0`) owns no page.
 #[repr(C)]
 pub struct Heap<B: Backend> {
-    /// Owner-local state (first: the fast path reads `current[class]`).
+    /// What the page layers see of the heap (first: a slot's owner pointer
+    /// is the heap's address, see [`Heap::as_owner`]).
+    pub(crate) owner: PageOwner<B>,
+    /// Owner-local state.
     pub(crate) local: B::Cell<HeapLocal<B>>,
     /// Fast-path counters.
     pub(crate) counters: HeapCounters,
-    /// Set by a remote freer that hit one of this heap's full pages.
-    pub(crate) full_hint: B::AtomicU32,
     /// 1 while the heap's thread lives.
     pub(crate) alive: B::AtomicU32,
     /// Index in the instance (creation order).
@@ -167,6 +168,19 @@ unsafe impl<B: Backend> Send for Heap<B> {}
 unsafe impl<B: Backend> Sync for Heap<B> {}
 
 impl<B: Backend> Heap<B> {
+    /// The heap as a slot's owner (the same address: `owner` is the first
+    /// field of this `repr(C)` struct).
+    #[inline(always)]
+    pub(crate) fn as_owner(heap: *const Self) -> *mut PageOwner<B> {
+        heap.cast_mut().cast()
+    }
+
+    /// The heap that is the slot owner `owner` (see [`Heap::as_owner`]).
+    #[inline(always)]
+    pub(crate) fn from_owner(owner: *mut PageOwner<B>) -> *mut Self {
+        owner.cast()
+    }
+
     /// A heap whose current pages are all `dummy`.
     pub(crate) fn new(index: u32, inst: *const Instance<B>, dummy: *mut SlotMeta<B>) -> Self {
         Self {
@@ -175,8 +189,8 @@ impl<B: Backend> Heap<B> {
                 partial: [List::EMPTY; NUM_CLASSES],
                 full: [List::EMPTY; NUM_CLASSES],
             }),
+            owner: PageOwner::new(),
             counters: HeapCounters::new(),
-            full_hint: B::AtomicU32::new(0),
             alive: B::AtomicU32::new(1),
             index,
             inst,
@@ -366,7 +380,7 @@ unsafe fn refill<B: Backend>(h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> 
                 }
                 continue;
             }
-            if h.full_hint.load(Ordering::Relaxed) != 0 {
+            if h.owner.full_hint.load(Ordering::Relaxed) != 0 {
                 process_full_hint(h);
             }
             if let Some(p) = h.hl(|l| l.partial[class].pop_front()) {
@@ -440,10 +454,10 @@ unsafe fn process_full_hint<B: Backend>(h: &Heap<B>) {
     let late = B::MUTANT == Mutant::DrainBeforeOwnershipChange;
     if late {
         // Wrong: only read here, cleared after the scan (below).
-        if h.full_hint.load(Ordering::SeqCst) == 0 {
+        if h.owner.full_hint.load(Ordering::SeqCst) == 0 {
             return;
         }
-    } else if h.full_hint.swap(0, Ordering::SeqCst) == 0 {
+    } else if h.owner.full_hint.swap(0, Ordering::SeqCst) == 0 {
         return;
     }
     for class in 0..NUM_CLASSES {
@@ -462,7 +476,7 @@ unsafe fn process_full_hint<B: Backend>(h: &Heap<B>) {
     if late {
         // A free that hinted after its page was scanned is forgotten: its
         // block is stranded on a full page the owner never looks at again.
-        h.full_hint.store(0, Ordering::SeqCst);
+        h.owner.full_hint.store(0, Ordering::SeqCst);
     }
 }
 
@@ -551,7 +565,7 @@ unsafe fn reclaim<B: Backend>(h: &Heap<B>, class: usize) {
             let mm = &*m;
             let next = mm.next_abandoned.load(Ordering::Relaxed);
             mm.next_abandoned.store(null_mut(), Ordering::Relaxed);
-            mm.owner.store(h as *const _ as *mut _, Ordering::Release);
+            mm.owner.store(Heap::as_owner(h), Ordering::Release);
             local(mm, |p| p.list = PageList::Partial);
             h.hl(|l| l.partial[class].push_back(m));
             m = next;
@@ -619,7 +633,7 @@ pub(crate) unsafe fn free_or<B: Backend>(
     let meta = slot_of::<B>(ptr);
     // SAFETY: the chunk is a live SuperSlab, so its header is mapped.
     let m = unsafe { &*meta };
-    if m.owner.load(Ordering::Relaxed) != heap {
+    if m.owner.load(Ordering::Relaxed) != Heap::as_owner(heap) {
         return not_local(Some(meta));
     }
     // `cold` is taken when the decremented `used` is ≤ 0 (the page is now
@@ -874,7 +888,7 @@ unsafe fn free_remote<B: Backend>(ptr: *mut u8, heap: *mut Heap<B>, mp: *mut Slo
             slot,
             block,
             // SAFETY: heaps are never freed.
-            hinted: (!hinted.is_null()).then(|| unsafe { (*hinted).index }),
+            hinted: (!hinted.is_null()).then(|| unsafe { (*Heap::from_owner(hinted)).index }),
         });
     }
 }
@@ -1042,7 +1056,7 @@ pub(crate) unsafe fn exit<B: Backend>(h: &Heap<B>) {
             }
         }
     }
-    h.full_hint.store(0, Ordering::Relaxed);
+    h.owner.full_hint.store(0, Ordering::Relaxed);
     if B::OBSERVE {
         B::observe(&Event::ThreadExit { t: h.index });
     }

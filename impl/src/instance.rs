@@ -489,7 +489,7 @@ impl<B: Backend> Instance<B> {
             _ => {}
         }
         ss.active_slots.fetch_add(1, Ordering::AcqRel);
-        m.owner.store(h as *const _ as *mut _, Ordering::Release);
+        m.owner.store(Heap::as_owner(h), Ordering::Release);
         self.counters.stage[class][stage.stat_index()].add(1);
         if B::OBSERVE {
             B::observe(&Event::Acquire {

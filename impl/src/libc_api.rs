@@ -281,7 +281,8 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
             // recorded `realloc` always reaches the slow path. As `free`'s
             // local fast path, it looks at block boundaries no further than
             // glibc's alignment test; the slow path does.
-            if m.owner.load(core::sync::atomic::Ordering::Relaxed) == tls::heap()
+            if m.owner.load(core::sync::atomic::Ordering::Relaxed)
+                == heap::Heap::as_owner(tls::heap())
                 && m.is_active(class_of(size) as u8)
                 && ptr.addr() % MIN_ALIGN == 0
             {

@@ -34,11 +34,10 @@
 //! the free list; only a drain onto a non-empty free list (abandon) walks
 //! to the tail.
 
-use crate::heap::Heap;
 use crate::observe::{Event, FlushReason};
 use crate::size_class::{block_size, capacity};
 pub use crate::superslab::{PageList, PageLocal};
-use crate::superslab::{SlotMeta, SsHeader, IN_FULL_BIAS};
+use crate::superslab::{PageOwner, SlotMeta, SsHeader, IN_FULL_BIAS};
 use crate::sync::{AtomicIntOps, AtomicOps, Backend, CellOps, Mutant, Ordering};
 use core::ptr::{self, null_mut};
 
@@ -380,8 +379,8 @@ pub(crate) fn full_page_has_remote<B: Backend>(meta: &SlotMeta<B>) -> bool {
     }
 }
 
-/// `FreeRemote`: pushes `block` on the page's remote list. Returns the heap
-/// that was hinted (the page was marked full), if any.
+/// `FreeRemote`: pushes `block` on the page's remote list. Returns the
+/// owner that was hinted (the page was marked full), null if none.
 ///
 /// # Safety
 /// `block` is a live block of the `Active` page `meta`, and the caller gives
@@ -391,7 +390,7 @@ pub(crate) unsafe fn push_remote<B: Backend>(
     meta: *const SlotMeta<B>,
     block: *mut u8,
     value: *mut u8,
-) -> *mut Heap<B> {
+) -> *mut PageOwner<B> {
     // SAFETY: the caller's block keeps the page Active (and mapped) until it
     // is published; `meta` is not used after the publishing store/CAS.
     let meta = unsafe { &*meta };

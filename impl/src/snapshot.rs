@@ -213,7 +213,7 @@ impl<B: Backend> Instance<B> {
                     HeapSnap {
                         index: h.index,
                         alive: h.is_alive(),
-                        full_hint: h.full_hint.load(Ordering::Acquire) != 0,
+                        full_hint: h.owner.full_hint.load(Ordering::Acquire) != 0,
                         current: l.current.iter().map(|&m| cur(m)).collect(),
                         partial: l.partial.iter().map(list).collect(),
                         full: l.full.iter().map(list).collect(),
@@ -241,7 +241,7 @@ impl<B: Backend> Instance<B> {
                 let state = m.state();
                 let owner = m.owner.load(Ordering::Acquire);
                 // SAFETY: heaps are never freed.
-                let owner = (!owner.is_null()).then(|| unsafe { (*owner).index });
+                let owner = (!owner.is_null()).then(|| unsafe { (*Heap::from_owner(owner)).index });
                 let page = match state {
                     _ if !read_page(&(s.base(), i as u8)) => None,
                     // SAFETY: quiescent: no owner touches the page meanwhile.

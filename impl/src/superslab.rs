@@ -17,7 +17,6 @@
 //! slot whose memory is being decommitted: it cannot be claimed meanwhile).
 //! Claims are CASes on this word.
 
-use crate::heap::Heap;
 use crate::size_class::{HEADER_SIZE, NUM_CLASSES, SLOTS, SLOT_SHIFT};
 use crate::sync::{AtomicIntOps, AtomicOps, Backend, CellOps, Ordering};
 use core::ptr::{self, null_mut};
@@ -97,7 +96,7 @@ pub struct SlotMeta<B: Backend> {
     /// Shared used: the owner's `used` at its last flush.
     pub(crate) used: B::AtomicU32,
     /// The owning heap, null when none (unused, empty or abandoned).
-    pub(crate) owner: B::AtomicPtr<Heap<B>>,
+    pub(crate) owner: B::AtomicPtr<PageOwner<B>>,
     /// Link of the per-class abandoned list.
     pub(crate) next_abandoned: B::AtomicPtr<SlotMeta<B>>,
     /// When the slot became `Empty` (instance clock, ms), for purging;
@@ -288,6 +287,26 @@ impl<B: Backend> FbLink<B> {
 impl<B: Backend> Default for FbLink<B> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A page's owner as the layers below the heap see it: the part of a heap
+/// that the page protocols touch. `heap::Heap` begins with it
+/// (`#[repr(C)]`), so the owner pointer of a slot is the heap's address and
+/// the free fast path's "owner == this heap" test is one compare.
+#[repr(C)]
+pub struct PageOwner<B: Backend> {
+    /// Set by a remote freer that hit one of the heap's full pages
+    /// (`page::push_remote`); the owner processes it on its slow path.
+    pub(crate) full_hint: B::AtomicU32,
+}
+
+impl<B: Backend> PageOwner<B> {
+    /// No hint.
+    pub(crate) fn new() -> Self {
+        Self {
+            full_hint: B::AtomicU32::new(0),
+        }
     }
 }
 

@@ -37,7 +37,7 @@ use crate::page::PageLocal;
 use crate::size_class::NUM_CLASSES;
 use crate::stage1::FbLink;
 use crate::stats::HeapCounters;
-use crate::superslab::SlotMeta;
+use crate::superslab::{PageOwner, SlotMeta};
 use crate::sync::{StdBackend, StdCell};
 use core::cell::{Cell, UnsafeCell};
 use core::ptr::{self, null_mut};
@@ -73,13 +73,15 @@ static EMPTY_PAGE: StaticCell<SlotMeta<StdBackend>> = StaticCell(UnsafeCell::new
 
 /// The heap every thread starts with (and returns to at exit).
 pub(crate) static EMPTY_HEAP: StaticCell<Heap<StdBackend>> = StaticCell(UnsafeCell::new(Heap {
+    owner: PageOwner {
+        full_hint: AtomicU32::new(0),
+    },
     local: StdCell::new_const(HeapLocal {
         current: [EMPTY_PAGE.get(); NUM_CLASSES],
         partial: [List::EMPTY; NUM_CLASSES],
         full: [List::EMPTY; NUM_CLASSES],
     }),
     counters: HeapCounters::new(),
-    full_hint: AtomicU32::new(0),
     alive: AtomicU32::new(0),
     index: u32::MAX,
     inst: ptr::null(),
