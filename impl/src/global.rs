@@ -8,7 +8,7 @@
 
 use crate::heap::{self, Heap};
 use crate::instance::{Instance, InstanceConfig};
-use crate::size_class::{class_for, class_of, NUM_CLASSES, SMALL_MAX};
+use crate::size_class::{class_for, class_of, SMALL_MAX};
 use crate::stats::Stats;
 use crate::sync::StdBackend;
 use crate::tls::{self, EMPTY_HEAP};
@@ -17,7 +17,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr::{self, null_mut};
-use core::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 /// hakmem as Rust's global allocator:
 /// `#[global_allocator] static GLOBAL: hakmem::Hakmem = hakmem::Hakmem;`
@@ -41,10 +41,6 @@ static GLOBAL: GlobalInstance = GlobalInstance {
     state: AtomicU8::new(UNINIT),
     inst: UnsafeCell::new(MaybeUninit::uninit()),
 };
-
-/// Remote frees by threads that have no heap yet, before the instance's
-/// counters are reachable from the caller (folded into the stats).
-static EARLY_REMOTE: [AtomicUsize; NUM_CLASSES] = [const { AtomicUsize::new(0) }; NUM_CLASSES];
 
 /// The process-wide instance, initialised on first use; `None` if the OS
 /// refuses the memory it needs.
@@ -107,6 +103,28 @@ fn init_slow() -> Option<&'static Instance<StdBackend>> {
     }
 }
 
+/// A block of `class` from the calling thread's heap: the fast path, then
+/// the heap's slow path, or, for the empty heap (no heap yet, or fast paths
+/// diverted), [`alloc_on_fresh_heap`]. Null when out of memory.
+#[inline(always)]
+pub(crate) fn alloc_small(class: usize) -> *mut u8 {
+    let h = tls::heap();
+    // SAFETY: the calling thread's fast word; the slow path is a tail call
+    // with nothing changed.
+    unsafe { heap::alloc_or(h, class, || alloc_small_slow(h, class)) }
+}
+
+/// The slow path of [`alloc_small`].
+#[cold]
+#[inline(never)]
+fn alloc_small_slow(h: *mut Heap<StdBackend>, class: usize) -> *mut u8 {
+    if h == EMPTY_HEAP.get() {
+        return alloc_on_fresh_heap(class);
+    }
+    // SAFETY: the calling thread's own heap, of the global instance.
+    unsafe { heap::alloc_slow(h, class) }
+}
+
 /// The slow path of a thread whose fast word is the empty heap: allocate
 /// on the heap it owns (the fast paths are diverted), or create that heap.
 #[cold]
@@ -130,11 +148,6 @@ pub(crate) fn alloc_on_fresh_heap(class: usize) -> *mut u8 {
     arm_exit_hook(h);
     // SAFETY: `h` is now this thread's heap.
     unsafe { heap::alloc(h, class) }
-}
-
-/// A remote free by a thread with no heap.
-pub(crate) fn count_remote_free(class: usize) {
-    EARLY_REMOTE[class].fetch_add(1, Ordering::Relaxed);
 }
 
 /// The thread-exit hook: abandon `h`'s pages, keep `h` for reuse.
@@ -253,7 +266,7 @@ pub fn stats() -> Stats {
     };
     let mut s = inst.stats();
     for (c, cs) in s.classes.iter_mut().enumerate() {
-        cs.remote_frees += EARLY_REMOTE[c].load(Ordering::Relaxed) as u64;
+        cs.remote_frees += crate::stats::heapless_remote_frees(c);
     }
     s
 }
@@ -266,7 +279,7 @@ pub(crate) fn alloc_general(size: usize, align: usize, zeroed: bool) -> *mut u8 
     match class_for(size, align) {
         Some(c) => {
             // SAFETY: the calling thread's heap.
-            let p = unsafe { heap::alloc(tls::heap(), c) };
+            let p = alloc_small(c);
             if zeroed && !p.is_null() {
                 // SAFETY: a fresh block of at least `size` bytes.
                 unsafe { p.write_bytes(0, size) };
@@ -303,7 +316,7 @@ unsafe impl GlobalAlloc for Hakmem {
         let size = layout.size();
         if size <= SMALL_MAX && layout.align() <= 16 {
             // SAFETY: the calling thread's heap.
-            return unsafe { heap::alloc(tls::heap(), class_of(size)) };
+            return alloc_small(class_of(size));
         }
         alloc_general(size, layout.align(), false)
     }

@@ -304,21 +304,19 @@ unsafe fn threshold_flush<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>, k: u32) {
     }
 }
 
-/// The slow path of [`alloc`]: refill the current page (or create the
-/// thread's heap, for the static empty heap).
+/// The slow path of [`alloc`]: refill the current page. (The global
+/// allocator's static empty heap, which has no instance, never gets here:
+/// its slow path is `global`'s, which creates the thread's heap.)
 ///
 /// # Safety
-/// As [`alloc`].
+/// As [`alloc`]; `heap` belongs to an instance.
 #[cold]
 #[inline(never)]
-unsafe fn alloc_slow<B: Backend>(heap: *mut Heap<B>, class: usize) -> *mut u8 {
+pub(crate) unsafe fn alloc_slow<B: Backend>(heap: *mut Heap<B>, class: usize) -> *mut u8 {
     // SAFETY: forwarded contract.
     unsafe {
         let h = &*heap;
-        if h.inst.is_null() {
-            // The static empty heap of the global allocator.
-            return crate::global::alloc_on_fresh_heap(class);
-        }
+        debug_assert!(!h.inst.is_null(), "alloc_slow on the empty heap");
         h.counters.slow[class].inc();
         match refill(h, class) {
             Some(m) => {
@@ -876,7 +874,7 @@ unsafe fn free_remote<B: Backend>(ptr: *mut u8, heap: *mut Heap<B>, mp: *mut Slo
     if !h.inst.is_null() {
         h.counters.remote_frees[class].inc();
     } else {
-        crate::global::count_remote_free(class);
+        crate::stats::count_heapless_remote_free(class);
     }
     // SAFETY: `ptr` is a live block of the Active page (validated), given up
     // by the caller.

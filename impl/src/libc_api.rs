@@ -66,8 +66,7 @@ fn enomem_if_null(p: *mut u8) -> *mut u8 {
 #[inline]
 fn malloc_plain(size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
-        // SAFETY: the calling thread's heap.
-        let p = unsafe { heap::alloc(tls::heap(), class_of(size)) };
+        let p = crate::global::alloc_small(class_of(size));
         if !p.is_null() {
             return p;
         }

@@ -7,6 +7,21 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::size_class::NUM_CLASSES;
 
+/// Remote frees by threads that have no heap yet (the global allocator's
+/// empty heap, which has no instance to count them in); folded into the
+/// global allocator's `stats()`.
+static HEAPLESS_REMOTE: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
+
+/// Counts a remote free of a `class` block by a thread without a heap.
+pub(crate) fn count_heapless_remote_free(class: usize) {
+    HEAPLESS_REMOTE[class].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Remote frees of `class` blocks by threads without a heap so far.
+pub(crate) fn heapless_remote_frees(class: usize) -> u64 {
+    HEAPLESS_REMOTE[class].load(Ordering::Relaxed)
+}
+
 /// A counter with one writer at a time (a heap's owner): increment is a
 /// relaxed load + store, i.e. a plain `add` to memory.
 #[derive(Default)]
