@@ -17,6 +17,7 @@ mod apply;
 mod config;
 mod enabled;
 mod ids;
+mod invariant;
 mod invariants;
 mod mutant;
 mod state;
@@ -28,7 +29,7 @@ pub use config::{
     ClassSpec, Config, HEADER_BYTES, PRODUCTION_CLASS_SIZES, PRODUCTION_SLOTS, SLOT_BYTES,
 };
 pub use ids::{BlockId, ClassId, NodeId, PageId, SlotIdx, SsId, ThreadId};
-pub use invariants::{Invariant, Violation};
+pub use invariant::{Invariant, Violation};
 pub use mutant::Mutant;
 pub use state::{Heap, HeapClass, Slot, SlotState, SsStatus, Stage1Entry, State, SuperSlab};
 pub use step::{FlushReason, Stage, Stage1Source, Step};

@@ -3,7 +3,7 @@
 //! real allocator had or could have; the explorer and the proptest suite
 //! must catch every one of them (they prove that the checks have teeth).
 
-use crate::invariants::Invariant;
+use crate::invariant::Invariant;
 
 /// An injected bug. `Mutant::None` is the specification.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -35,8 +35,8 @@
 //! same line number in both forms.
 
 use crate::error::{Reason, TraceError};
+use crate::event::MAX_LINE;
 use crate::event::{Event, Record};
-use crate::text::MAX_LINE;
 use crate::validate::{LiveBlock, Validator};
 use std::io::{self, Read, Write};
 

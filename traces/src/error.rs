@@ -83,7 +83,7 @@ pub enum Reason {
     CarriageReturn,
     /// The last line has no terminating newline (a truncated file?).
     MissingNewline,
-    /// A line longer than [`crate::text::MAX_LINE`] bytes.
+    /// A line longer than [`crate::event::MAX_LINE`] bytes.
     LineTooLong,
     /// Binary form: the file is not an hktrace binary file.
     BadMagic,
@@ -164,7 +164,7 @@ impl fmt::Display for Reason {
             Reason::CarriageReturn => write!(f, "carriage return before the newline (CRLF line endings are not allowed)"),
             Reason::MissingNewline => write!(f, "last line has no newline (truncated file?)"),
             Reason::LineTooLong => {
-                write!(f, "line longer than {} bytes", crate::text::MAX_LINE)
+                write!(f, "line longer than {} bytes", crate::event::MAX_LINE)
             }
             Reason::BadMagic => write!(f, "not an hktrace file (bad magic bytes)"),
             Reason::UnsupportedVersion(v) => write!(f, "unsupported binary version {v}"),

@@ -9,6 +9,12 @@
 
 use serde::Serialize;
 
+/// The longest line a trace file may have, newline excluded (64 KiB): the
+/// text reader's limit, which the errors and the binary format also name.
+/// An event line is at most 107 bytes; the limit is for comments and for
+/// garbage.
+pub const MAX_LINE: usize = 1 << 16;
+
 /// A trace thread number: 0, 1, 2, … in the order of each thread's first event.
 pub type Tid = u64;
 

@@ -25,9 +25,7 @@ use std::io::{self, BufRead, Write};
 /// The header line, without its newline.
 pub const HEADER: &[u8] = b"hktrace 1";
 
-/// The longest line the reader accepts, newline excluded (64 KiB). An event
-/// line is at most 107 bytes; the limit is for comments and for garbage.
-pub const MAX_LINE: usize = 1 << 16;
+pub use crate::event::MAX_LINE;
 
 /// The longest event line, newline included: `r` and five 20-digit numbers.
 pub const MAX_EVENT_LINE: usize = 1 + 5 * 21 + 1;

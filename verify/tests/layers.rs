@@ -1,22 +1,24 @@
-//! The layer table of docs/architecture.md ("Layers") is what the code does:
-//! every file of `impl/src` names only modules of its own or a lower layer.
+//! The layer tables of docs/architecture.md are what the code does: every
+//! file of `impl/src` ("Layers"), `model/src` ("Layers of model/src") and
+//! `traces/src` ("Layers of traces/src") names only modules of its own or
+//! a lower layer, so no two files import each other either.
 //!
-//! The table is read from the document (one row per layer, bottom up; the
-//! files of a row in backticks), so the order is written once. Each file's
+//! The tables are read from the document (one row per layer, bottom up;
+//! the files of a row in backticks), so each order is written once. Each file's
 //! code, without comments and without its trailing `#[cfg(test)]` module,
 //! is scanned for `crate::` paths (`use crate::{a, b::c}` groups included)
 //! and for `#[macro_export]` macros, which live at the crate root but
 //! belong to the file that defines them. A submodule file
 //! (`large/live.rs`) is in its parent's layer unless the table lists it.
-//! Test-only files (`protocol_tests.rs`, `*/tests.rs`) and `lib.rs` are
-//! not protocol layers and are skipped.
+//! Test-only files (`protocol_tests.rs`, `*/tests.rs`), `lib.rs` and the
+//! binaries of `bin/` (crate roots of their own) are skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// Imports that still go up, each `(file, module it names)`: issue 22
-/// removes them. The test fails on any other upward import, and on an
+/// Imports of `impl/src` that still go up, each `(file, module it names)`:
+/// issue 22 removes them. The test fails on any other upward import, and on an
 /// entry here that no longer happens (so the list only shrinks).
 const NOT_YET_DOWN: &[(&str, &str)] = &[
     // The instance creates, registers and reclaims heaps.
@@ -28,13 +30,13 @@ struct Layer {
     name: String,
 }
 
-/// `file (relative to src) -> layer`, from the table under `## Layers`.
-fn layer_table(doc: &str) -> BTreeMap<String, Layer> {
+/// `file (relative to src) -> layer`, from the table under `## {heading}`.
+fn layer_table(doc: &str, heading: &str) -> BTreeMap<String, Layer> {
     let mut rows = BTreeMap::new();
     let section = doc
         .split("\n## ")
-        .find(|s| s.starts_with("Layers\n"))
-        .expect("docs/architecture.md has a `## Layers` section");
+        .find(|s| s.starts_with(&format!("{heading}\n")))
+        .unwrap_or_else(|| panic!("docs/architecture.md has no `## {heading}` section"));
     let mut index = 0;
     for line in section.lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -52,7 +54,7 @@ fn layer_table(doc: &str) -> BTreeMap<String, Layer> {
         }
         index += 1;
     }
-    assert!(index > 5, "the layer table has {index} rows");
+    assert!(index > 3, "the layer table `{heading}` has {index} rows");
     rows
 }
 
@@ -160,9 +162,15 @@ fn crate_paths(line: &str) -> Vec<String> {
     names
 }
 
-/// `impl/src`'s upward imports: `(file, line, module, message)`.
-fn upward_imports(src: &Path, doc: &str) -> Vec<(String, usize, String, String)> {
-    let table = layer_table(doc);
+/// The upward imports of the crate whose sources are `src` (named `shown`
+/// in messages): `(file, line, module, message)`.
+fn upward_imports(
+    src: &Path,
+    shown: &str,
+    doc: &str,
+    heading: &str,
+) -> Vec<(String, usize, String, String)> {
+    let table = layer_table(doc, heading);
     let mut files = Vec::new();
     rust_files(src, &mut files);
     files.sort();
@@ -172,7 +180,12 @@ fn upward_imports(src: &Path, doc: &str) -> Vec<(String, usize, String, String)>
             .to_string_lossy()
             .replace('\\', "/")
     };
-    let skipped = |r: &str| r == "lib.rs" || r == "protocol_tests.rs" || r.ends_with("/tests.rs");
+    let skipped = |r: &str| {
+        r == "lib.rs"
+            || r == "protocol_tests.rs"
+            || r.ends_with("/tests.rs")
+            || r.starts_with("bin/")
+    };
     // The layer of a file: its own row, or its parent module's.
     let layer_of = |r: &str| -> Option<&Layer> {
         table.get(r).or_else(|| {
@@ -221,7 +234,7 @@ fn upward_imports(src: &Path, doc: &str) -> Vec<(String, usize, String, String)>
                 };
                 if them.index > me.index {
                     let msg = format!(
-                        "impl/src/{r}:{n}: names `{m}` (layer {} \"{}\") from layer {} \"{}\": a lower layer may not import a higher one",
+                        "{shown}/{r}:{n}: names `{m}` (layer {} \"{}\") from layer {} \"{}\": a lower layer may not import a higher one",
                         them.index, them.name, me.index, me.name
                     );
                     out.push((r.clone(), n, m, msg));
@@ -231,17 +244,19 @@ fn upward_imports(src: &Path, doc: &str) -> Vec<(String, usize, String, String)>
     }
     assert!(
         missing.is_empty(),
-        "files of impl/src missing from docs/architecture.md's layer table: {missing:?}"
+        "files of {shown} missing from docs/architecture.md's table `{heading}`: {missing:?}"
     );
     out
 }
 
-#[test]
-fn no_file_imports_a_higher_layer() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let doc = std::fs::read_to_string(root.join("../docs/architecture.md")).unwrap();
-    let found = upward_imports(&root.join("src"), &doc);
-    let allowed: BTreeSet<(&str, &str)> = NOT_YET_DOWN.iter().copied().collect();
+/// Checks one crate's sources against its table; `allowed` are the known
+/// upward imports (each must still happen).
+fn check_crate(dir: &str, heading: &str, allowed: &[(&str, &str)]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+    let shown = format!("{dir}/src");
+    let found = upward_imports(&root.join(&shown), &shown, &doc, heading);
+    let allowed: BTreeSet<(&str, &str)> = allowed.iter().copied().collect();
     let mut report = String::new();
     let mut seen = BTreeSet::new();
     for (file, _, module, msg) in &found {
@@ -254,9 +269,27 @@ fn no_file_imports_a_higher_layer() {
     for a in allowed.difference(&seen) {
         let _ = writeln!(
             report,
-            "impl/tests/layers.rs: NOT_YET_DOWN lists {a:?}, which no longer happens: remove it"
+            "verify/tests/layers.rs: NOT_YET_DOWN lists {a:?}, which no longer happens: remove it"
         );
     }
+    report
+}
+
+#[test]
+fn no_file_of_impl_imports_a_higher_layer() {
+    let report = check_crate("impl", "Layers", NOT_YET_DOWN);
+    assert!(report.is_empty(), "\n{report}");
+}
+
+#[test]
+fn no_file_of_model_imports_a_higher_layer() {
+    let report = check_crate("model", "Layers of model/src", &[]);
+    assert!(report.is_empty(), "\n{report}");
+}
+
+#[test]
+fn no_file_of_traces_imports_a_higher_layer() {
+    let report = check_crate("traces", "Layers of traces/src", &[]);
     assert!(report.is_empty(), "\n{report}");
 }
 
@@ -286,7 +319,7 @@ fn the_scanner_reports_a_planted_upward_import() {
     for (f, text) in files {
         std::fs::write(dir.join(f), text).unwrap();
     }
-    let found = upward_imports(&dir, doc);
+    let found = upward_imports(&dir, "impl/src", doc, "Layers");
     std::fs::remove_dir_all(&dir).unwrap();
     let msgs: Vec<&str> = found.iter().map(|f| f.3.as_str()).collect();
     assert_eq!(
