@@ -1,7 +1,7 @@
 //! The layer tables of docs/architecture.md are what the code does: every
 //! file of `impl/src` ("Layers"), `model/src` ("Layers of model/src") and
 //! `traces/src` ("Layers of traces/src") names only modules of its own or
-//! a lower layer, so no two files import each other either.
+//! a lower layer, and files of one row import each other in no loop.
 //!
 //! The tables are read from the document (one row per layer, bottom up;
 //! the files of a row in backticks), so each order is written once. Each file's
@@ -212,6 +212,8 @@ fn upward_imports(
     }
     let mut missing = BTreeSet::new();
     let mut out = Vec::new();
+    // Imports between files of one row: `file -> (file it names -> line)`.
+    let mut same_layer: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for p in &files {
         let r = rel(p);
         if skipped(&r) {
@@ -232,6 +234,14 @@ fn upward_imports(
                     missing.insert(target);
                     continue;
                 };
+                let parent_or_child = target.starts_with(&r.replace(".rs", "/"))
+                    || r.starts_with(&target.replace(".rs", "/"));
+                if them.index == me.index && !parent_or_child {
+                    same_layer
+                        .entry(r.clone())
+                        .or_default()
+                        .insert(target.clone(), n);
+                }
                 if them.index > me.index {
                     let msg = format!(
                         "{shown}/{r}:{n}: names `{m}` (layer {} \"{}\") from layer {} \"{}\": a lower layer may not import a higher one",
@@ -246,7 +256,52 @@ fn upward_imports(
         missing.is_empty(),
         "files of {shown} missing from docs/architecture.md's table `{heading}`: {missing:?}"
     );
+    if let Some(cycle) = find_cycle(&same_layer) {
+        let path: Vec<String> = cycle
+            .windows(2)
+            .map(|w| format!("{shown}/{}:{}", w[0], same_layer[&w[0]][&w[1]]))
+            .collect();
+        let msg = format!(
+            "{} import each other in a loop (one layer, \"{}\"): {}",
+            path.join(" → "),
+            layer_of(&cycle[0]).map_or("?", |l| l.name.as_str()),
+            cycle.join(" → ")
+        );
+        out.push((cycle[0].clone(), 0, cycle[1].clone(), msg));
+    }
     out
+}
+
+/// A loop in `edges` (`[a, b, …, a]`), if there is one.
+fn find_cycle(edges: &BTreeMap<String, BTreeMap<String, usize>>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        edges: &BTreeMap<String, BTreeMap<String, usize>>,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(k) = stack.iter().position(|s| s == n) {
+            let mut c = stack[k..].to_vec();
+            c.push(n.to_string());
+            return Some(c);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        stack.push(n.to_string());
+        for m in edges.get(n).into_iter().flat_map(|e| e.keys()) {
+            if let Some(c) = visit(m, edges, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.insert(n.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    edges
+        .keys()
+        .find_map(|n| visit(n, edges, &mut Vec::new(), &mut done))
 }
 
 /// Checks one crate's sources against its table; `allowed` are the known
@@ -302,7 +357,7 @@ fn the_scanner_reports_a_planted_upward_import() {
     std::fs::create_dir_all(dir.join("low")).unwrap();
     let doc = "# x\n\n## Layers\n\n| layer | file | concept |\n| --- | --- | --- |\n\
         | a | `a.rs` | |\n| b | `b.rs` | |\n| c | `low.rs` | |\n| d | `d.rs` | |\n\
-        | e | `e.rs` | |\n| f | `f.rs` | |\n| g | `g.rs` | |\n\n## Next\n";
+        | e | `e.rs` | |\n| f | `f.rs`, `f2.rs` | |\n| g | `g.rs` | |\n\n## Next\n";
     let files = [
         ("a.rs", "// crate::g is only a comment\nuse crate::{b::X, d};\n"),
         ("b.rs", "#[macro_export]\nmacro_rules! boom {\n    () => { $crate::a::f() };\n}\n"),
@@ -313,7 +368,8 @@ fn the_scanner_reports_a_planted_upward_import() {
             "use crate::a;\n#[cfg(test)]\nmod tests {\n    use crate::g;\n    fn f() {}\n}\nuse crate::e;\n",
         ),
         ("e.rs", ""),
-        ("f.rs", ""),
+        ("f.rs", "use crate::f2::X;\n"),
+        ("f2.rs", "\nfn y() { crate::f::z() }\n"),
         ("g.rs", ""),
     ];
     for (f, text) in files {
@@ -328,6 +384,7 @@ fn the_scanner_reports_a_planted_upward_import() {
             "impl/src/a.rs:2: names `b` (layer 1 \"b\") from layer 0 \"a\": a lower layer may not import a higher one",
             "impl/src/a.rs:2: names `d` (layer 3 \"d\") from layer 0 \"a\": a lower layer may not import a higher one",
             "impl/src/d.rs:7: names `e` (layer 4 \"e\") from layer 3 \"d\": a lower layer may not import a higher one",
+            "impl/src/f.rs:1 → impl/src/f2.rs:2 import each other in a loop (one layer, \"f\"): f.rs → f2.rs → f.rs",
         ],
         "{msgs:#?}"
     );
