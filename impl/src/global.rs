@@ -278,7 +278,6 @@ pub fn stats() -> Stats {
 pub(crate) fn alloc_general(size: usize, align: usize, zeroed: bool) -> *mut u8 {
     match class_for(size, align) {
         Some(c) => {
-            // SAFETY: the calling thread's heap.
             let p = alloc_small(c);
             if zeroed && !p.is_null() {
                 // SAFETY: a fresh block of at least `size` bytes.
@@ -315,7 +314,6 @@ unsafe impl GlobalAlloc for Hakmem {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let size = layout.size();
         if size <= SMALL_MAX && layout.align() <= 16 {
-            // SAFETY: the calling thread's heap.
             return alloc_small(class_of(size));
         }
         alloc_general(size, layout.align(), false)
@@ -340,12 +338,9 @@ unsafe impl GlobalAlloc for Hakmem {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let size = layout.size();
         if size <= SMALL_MAX && layout.align() <= 16 {
-            // SAFETY: the calling thread's heap; a null result (no free
-            // block on the page) goes on to the slow path below.
-            let p = unsafe { heap::alloc_or(tls::heap(), class_of(size), ptr::null_mut) };
+            // SAFETY: the calling thread's heap; `size` fits its class.
+            let p = unsafe { heap::alloc_zeroed_fast(tls::heap(), class_of(size), size) };
             if !p.is_null() {
-                // SAFETY: a fresh block of at least `size` bytes.
-                unsafe { p.write_bytes(0, size) };
                 return p;
             }
         }

@@ -262,6 +262,27 @@ pub(crate) unsafe fn alloc_or<B: Backend>(
     }
 }
 
+/// The fast path of a zeroed allocation: a block of `class` from the
+/// current page with its first `size` bytes cleared, or null when the page
+/// has no free block (the caller's slow path hands out zeroed memory).
+///
+/// # Safety
+/// As [`alloc`]; `size` ≤ the block size of `class`.
+#[inline(always)]
+pub(crate) unsafe fn alloc_zeroed_fast<B: Backend>(
+    heap: *mut Heap<B>,
+    class: usize,
+    size: usize,
+) -> *mut u8 {
+    // SAFETY: forwarded contract; null goes back to the caller untouched.
+    let p = unsafe { alloc_or(heap, class, null_mut) };
+    if !p.is_null() {
+        // SAFETY: a fresh block of at least `size` bytes.
+        unsafe { p.write_bytes(0, size) };
+    }
+    p
+}
+
 /// Pops `block`, the head of `m`'s free list (`AllocFast`).
 ///
 /// # Safety

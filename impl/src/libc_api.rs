@@ -38,6 +38,7 @@ use crate::superslab::{slot_of, SlotState};
 use crate::sync::StdBackend;
 use crate::{chunkmap, heap, large, tls};
 use core::ptr::{self, null_mut};
+use core::sync::atomic::Ordering;
 
 /// The minimum alignment of every block (glibc's guarantee on x86-64 and aarch64).
 pub const MIN_ALIGN: usize = 16;
@@ -226,12 +227,9 @@ pub fn calloc(n: usize, size: usize) -> *mut u8 {
         return calloc_overflow();
     };
     if total <= SMALL_MAX {
-        // SAFETY: the calling thread's fast word; a null result (no free
-        // block on the page) is passed on to the slow path untouched.
-        let p = unsafe { heap::alloc_or(tls::heap(), class_of(total), null_mut) };
+        // SAFETY: the calling thread's fast word; `total` fits its class.
+        let p = unsafe { heap::alloc_zeroed_fast(tls::heap(), class_of(total), total) };
         if !p.is_null() {
-            // SAFETY: a fresh block of at least `total` bytes.
-            unsafe { p.write_bytes(0, total) };
             return p;
         }
     }
@@ -280,8 +278,7 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
             // recorded `realloc` always reaches the slow path. As `free`'s
             // local fast path, it looks at block boundaries no further than
             // glibc's alignment test; the slow path does.
-            if m.owner.load(core::sync::atomic::Ordering::Relaxed)
-                == heap::Heap::as_owner(tls::heap())
+            if m.owner.load(Ordering::Relaxed) == heap::Heap::as_owner(tls::heap())
                 && m.is_active(class_of(size) as u8)
                 && ptr.addr() % MIN_ALIGN == 0
             {
@@ -289,11 +286,8 @@ pub unsafe fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
             }
         } else if ptr.is_null() {
             // `realloc(NULL, n)` is `malloc(n)`, with its fast path.
-            // SAFETY: the calling thread's fast word; the slow path is a
-            // tail call with nothing changed.
-            return unsafe {
-                heap::alloc_or(tls::heap(), class_of(size), || realloc_slow(ptr, size))
-            };
+            // SAFETY: (of the slow path) `ptr` is null.
+            return malloc_or(size, || unsafe { realloc_slow(ptr, size) });
         }
     }
     // SAFETY: forwarded contract.
