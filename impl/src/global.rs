@@ -249,7 +249,7 @@ extern "C" fn print_stats_at_exit() {
     // Count this thread's pages too (the fast paths count per page).
     let h = tls::own_heap();
     // SAFETY: the calling thread's own heap (or the empty heap, skipped).
-    if unsafe { !(*h).inst.is_null() } {
+    if unsafe { !(*h).pool.is_null() } {
         // SAFETY: as above.
         unsafe { heap::fold_all_stats(&*h) };
     }

@@ -9,7 +9,7 @@
 //! alloc ─ current[class].free non-empty? ── pop (AllocFast) ────────────── done
 //!          └ no (cold) → refill: flush(Boundary) → drain → carve → PageFull
 //!                        → full_hint → partial (SetCurrent) → reclaim
-//!                        → Instance::acquire (stages 0.5, 1, 2, 3)
+//!                        → Pool::acquire (stages 0.5, 1, 2, 3)
 //! free  ─ chunk is a SuperSlab? ─ owner == heap? ─ push free list (FreeLocal)
 //!          │                        │              └ used ≤ 0 (cold): empty/unfull/double free
 //!          │                        └ no (cold): validate, push remote (FreeRemote)
@@ -21,9 +21,9 @@
 //! heap's `full_hint`.
 
 use crate::chunkmap;
-use crate::instance::Instance;
 use crate::observe::{Event, FlushReason};
 use crate::page::{self, local, PageList};
+use crate::pool::{Claimant, Pool};
 use crate::size_class::{block_size, NUM_CLASSES, SLOTS};
 use crate::stats::HeapCounters;
 pub(crate) use crate::superslab::IN_FULL_BIAS;
@@ -152,8 +152,8 @@ pub struct Heap<B: Backend> {
     pub(crate) alive: B::AtomicU32,
     /// Index in the instance (creation order).
     pub(crate) index: u32,
-    /// The owning instance.
-    pub(crate) inst: *const Instance<B>,
+    /// The owning instance's SuperSlab pool.
+    pub(crate) pool: *const Pool<B>,
     /// Next heap of the instance (creation order; written once, under the
     /// pool lock; atomic because the owner holds `&Heap` meanwhile).
     pub(crate) next_all: B::AtomicPtr<Heap<B>>,
@@ -182,7 +182,7 @@ impl<B: Backend> Heap<B> {
     }
 
     /// A heap whose current pages are all `dummy`.
-    pub(crate) fn new(index: u32, inst: *const Instance<B>, dummy: *mut SlotMeta<B>) -> Self {
+    pub(crate) fn new(index: u32, pool: *const Pool<B>, dummy: *mut SlotMeta<B>) -> Self {
         Self {
             local: B::Cell::new(HeapLocal {
                 current: [dummy; NUM_CLASSES],
@@ -193,7 +193,7 @@ impl<B: Backend> Heap<B> {
             counters: HeapCounters::new(),
             alive: B::AtomicU32::new(1),
             index,
-            inst,
+            pool,
             next_all: B::AtomicPtr::new(null_mut()),
             next_free: B::Cell::new(null_mut()),
         }
@@ -218,9 +218,9 @@ impl<B: Backend> Heap<B> {
     }
 
     #[inline(always)]
-    fn inst(&self) -> &Instance<B> {
-        // SAFETY: a heap never outlives its instance.
-        unsafe { &*self.inst }
+    fn pool(&self) -> &Pool<B> {
+        // SAFETY: a heap never outlives its instance (and its pool).
+        unsafe { &*self.pool }
     }
 }
 
@@ -337,7 +337,7 @@ pub(crate) unsafe fn alloc_slow<B: Backend>(heap: *mut Heap<B>, class: usize) ->
     // SAFETY: forwarded contract.
     unsafe {
         let h = &*heap;
-        debug_assert!(!h.inst.is_null(), "alloc_slow on the empty heap");
+        debug_assert!(!h.pool.is_null(), "alloc_slow on the empty heap");
         h.counters.slow[class].inc();
         match refill(h, class) {
             Some(m) => {
@@ -355,8 +355,8 @@ pub(crate) unsafe fn alloc_slow<B: Backend>(heap: *mut Heap<B>, class: usize) ->
 /// # Safety
 /// The caller is `h`'s thread.
 unsafe fn refill<B: Backend>(h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> {
-    let inst = h.inst();
-    let dummy = inst.dummy();
+    let pool = h.pool();
+    let dummy = pool.dummy();
     let t = h.index;
     // SAFETY: the caller is the owner of every page on `h`'s lists.
     unsafe {
@@ -416,13 +416,16 @@ unsafe fn refill<B: Backend>(h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> 
                 );
                 continue;
             }
-            if !inst.abandoned[class].load(Ordering::Relaxed).is_null() {
+            if !pool.abandoned[class].load(Ordering::Relaxed).is_null() {
                 reclaim(h, class);
                 continue;
             }
-            let m = inst.acquire(h, class)?;
-            // Acquire made it current (see `take_claimed`).
-            debug_assert_eq!(h.hl(|l| l.current[class]), m as *const _ as *mut _);
+            let claimant = Claimant {
+                owner: Heap::as_owner(h),
+                t,
+            };
+            let m = pool.acquire(claimant, class)?;
+            take_claimed(h, class, m);
         }
     }
 }
@@ -436,7 +439,7 @@ unsafe fn set_current<B: Backend>(h: &Heap<B>, class: usize, m: *mut SlotMeta<B>
     unsafe {
         local(&*m, |p| p.list = PageList::Current);
         h.hl(|l| {
-            debug_assert_eq!(l.current[class], h.inst().dummy());
+            debug_assert_eq!(l.current[class], h.pool().dummy());
             l.current[class] = m;
         });
     }
@@ -445,18 +448,18 @@ unsafe fn set_current<B: Backend>(h: &Heap<B>, class: usize, m: *mut SlotMeta<B>
     }
 }
 
-/// Installs a freshly claimed slot as the current page (called by
-/// `Instance::acquire` right after the claim's CAS and event).
+/// Installs a freshly claimed slot as the current page (right after
+/// `Pool::acquire` returns it).
 ///
 /// # Safety
 /// `h`'s thread just claimed `m`.
-pub(crate) unsafe fn take_claimed<B: Backend>(h: &Heap<B>, class: usize, m: &SlotMeta<B>) {
+unsafe fn take_claimed<B: Backend>(h: &Heap<B>, class: usize, m: &SlotMeta<B>) {
     // SAFETY: forwarded contract.
     unsafe {
         page::init_claimed(m, class);
         local(m, |p| p.list = PageList::Current);
         h.hl(|l| {
-            debug_assert_eq!(l.current[class], h.inst().dummy());
+            debug_assert_eq!(l.current[class], h.pool().dummy());
             l.current[class] = m as *const _ as *mut _;
         });
     }
@@ -534,12 +537,12 @@ unsafe fn unfull<B: Backend>(h: &Heap<B>, class: usize, m: *mut SlotMeta<B>, rep
 /// # Safety
 /// The caller is `h`'s thread.
 unsafe fn reclaim<B: Backend>(h: &Heap<B>, class: usize) {
-    let inst = h.inst();
+    let pool = h.pool();
     let mut m = if B::MUTANT == Mutant::AbandonedPopOneByOne {
         // Wrong (mimalloc 683d8998): one page popped with a CAS on the head
         // it read `next` from, which another reclaimer may have popped and
         // a later abandon pushed back meanwhile (ABA).
-        let head = &inst.abandoned[class];
+        let head = &pool.abandoned[class];
         let mut top = head.load(Ordering::Acquire);
         loop {
             if top.is_null() {
@@ -556,7 +559,7 @@ unsafe fn reclaim<B: Backend>(h: &Heap<B>, class: usize) {
         unsafe { (*top).next_abandoned.store(null_mut(), Ordering::Relaxed) };
         top
     } else {
-        inst.abandoned[class].swap(null_mut(), Ordering::AcqRel)
+        pool.abandoned[class].swap(null_mut(), Ordering::AcqRel)
     };
     if m.is_null() {
         return;
@@ -576,7 +579,7 @@ unsafe fn reclaim<B: Backend>(h: &Heap<B>, class: usize) {
             n,
         });
     }
-    inst.counters.reclaims.add(1);
+    pool.counters.reclaims.add(1);
     while !m.is_null() {
         // SAFETY: as above; the Acquire swap ordered the previous owner's
         // accesses to the page's owner-local state before ours.
@@ -788,7 +791,7 @@ pub(crate) unsafe fn flush_page<B: Backend>(
 /// # Safety
 /// The caller is `h`'s thread.
 pub(crate) unsafe fn fold_all_stats<B: Backend>(h: &Heap<B>) {
-    let dummy = h.inst().dummy();
+    let dummy = h.pool().dummy();
     for class in 0..NUM_CLASSES {
         // SAFETY: owner of its pages.
         unsafe {
@@ -874,7 +877,7 @@ unsafe fn free_remote<B: Backend>(ptr: *mut u8, heap: *mut Heap<B>, mp: *mut Slo
     let class = validate_foreign(m, ptr);
     // SAFETY: the caller's heap pointer is live or the static empty heap.
     let h = unsafe { &*heap };
-    if B::MUTANT == Mutant::OwnerFromCurrentThread && !h.inst.is_null() {
+    if B::MUTANT == Mutant::OwnerFromCurrentThread && !h.pool.is_null() {
         // Wrong: treats the block as the current heap's own.
         // SAFETY: deliberately broken (mutant only).
         unsafe {
@@ -892,7 +895,7 @@ unsafe fn free_remote<B: Backend>(ptr: *mut u8, heap: *mut Heap<B>, mp: *mut Slo
         0
     };
     let (ss, slot) = (m.header() as usize, m.index() as u8);
-    if !h.inst.is_null() {
+    if !h.pool.is_null() {
         h.counters.remote_frees[class].inc();
     } else {
         crate::stats::count_heapless_remote_free(class);
@@ -975,14 +978,14 @@ unsafe extern "C" fn free_local_cold<B: Backend>(ptr: *mut u8, heap: *mut Heap<B
 /// `mp` is a raw pointer (not a reference argument): the SuperSlab may be
 /// released and unmapped before this function returns.
 pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
-    let inst = h.inst();
+    let pool = h.pool();
     // SAFETY: owner (forwarded); `m` is not used after the release below.
     let m = unsafe { &*mp };
     // SAFETY: owner (forwarded).
     let class = unsafe {
         let (list, class) = local(m, |p| (p.list, p.class as usize));
         match list {
-            PageList::Current => h.hl(|l| l.current[class] = inst.dummy()),
+            PageList::Current => h.hl(|l| l.current[class] = pool.dummy()),
             PageList::Partial => h.hl(|l| l.partial[class].remove(mp)),
             PageList::Full => {
                 page::clear_full_mark(m);
@@ -1006,20 +1009,20 @@ pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
     let slot = m.index();
     m.owner.store(null_mut(), Ordering::Relaxed);
     // Hold off a release to the OS until the stage-1 entry is pushed.
-    inst.readers.fetch_add(1, Ordering::SeqCst);
+    pool.readers.fetch_add(1, Ordering::SeqCst);
     ss.mark_empty(slot);
     ss.active_slots.fetch_sub(1, Ordering::AcqRel);
-    m.empty_since.store(inst.now_ms(), Ordering::Relaxed);
-    inst.dirty_empty.fetch_add(1, Ordering::Relaxed);
+    m.empty_since.store(pool.now_ms(), Ordering::Relaxed);
+    pool.dirty_empty.fetch_add(1, Ordering::Relaxed);
     m.state
         .store(SlotState::Empty(class as u8).word(), Ordering::SeqCst);
     // SAFETY: `mp` is the slot we just made Empty; `readers` holds off a
     // release of its SuperSlab until the push is done.
-    let source = unsafe { inst.stage1.push(class, mp) };
-    inst.readers.fetch_sub(1, Ordering::SeqCst);
-    inst.counters.pages_emptied.add(1);
+    let source = unsafe { pool.stage1.push(class, mp) };
+    pool.readers.fetch_sub(1, Ordering::SeqCst);
+    pool.counters.pages_emptied.add(1);
     if source == crate::stage1::Source::Fallback {
-        inst.counters.fallback_pushes.add(1);
+        pool.counters.fallback_pushes.add(1);
     }
     if B::OBSERVE {
         B::observe(&Event::PageEmpty {
@@ -1030,7 +1033,7 @@ pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
         });
     }
     let ssp = m.header();
-    inst.after_page_empty(ssp);
+    pool.after_page_empty(ssp);
 }
 
 // ------------------------------------------------------------- thread exit --
@@ -1041,7 +1044,7 @@ pub(crate) unsafe fn page_empty<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
 /// # Safety
 /// The caller is `h`'s thread, and never uses `h` again.
 pub(crate) unsafe fn exit<B: Backend>(h: &Heap<B>) {
-    let dummy = h.inst().dummy();
+    let dummy = h.pool().dummy();
     for class in 0..NUM_CLASSES {
         // SAFETY: owner of its pages.
         unsafe {
@@ -1087,7 +1090,7 @@ pub(crate) unsafe fn exit<B: Backend>(h: &Heap<B>) {
 /// # Safety
 /// `h` owns `m`, which is on no list and carries no full mark.
 unsafe fn abandon_page<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
-    let inst = h.inst();
+    let pool = h.pool();
     // SAFETY: owner (forwarded); `m` is not used after `page_empty`.
     let m = unsafe { &*mp };
     // SAFETY: owner (forwarded).
@@ -1110,7 +1113,7 @@ unsafe fn abandon_page<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
     if B::MUTANT != Mutant::AbandonKeepsOwner {
         m.owner.store(null_mut(), Ordering::Release);
     }
-    let head = &inst.abandoned[class];
+    let head = &pool.abandoned[class];
     let mut top = head.load(Ordering::Relaxed);
     loop {
         m.next_abandoned.store(top, Ordering::Relaxed);
@@ -1119,7 +1122,7 @@ unsafe fn abandon_page<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
             Err(x) => top = x,
         }
     }
-    inst.counters.abandoned.add(1);
+    pool.counters.abandoned.add(1);
     if B::OBSERVE {
         B::observe(&Event::Abandon {
             t: h.index,

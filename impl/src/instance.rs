@@ -1,25 +1,23 @@
-//! An allocator instance: its SuperSlabs (registry per class, arena cache),
-//! the stage-1 lists, the abandoned lists, its heaps, and the acquisition
-//! stages 0.5/1/2/3, release, purge. Several instances can coexist (tests
-//! build small ones; the global allocator has one in static memory).
+//! An allocator instance: its SuperSlab pool (`pool`) and its heaps (the
+//! registry of every heap created, the exited ones kept for reuse, the
+//! memory they are carved from), with the public handle `HeapRef`. Several
+//! instances can coexist (tests build small ones; the global allocator has
+//! one in static memory).
 //!
-//! Lock discipline: the *pool lock* (a spin lock) serialises stages 2 and 3,
-//! release, purge, registry writes, the arena, and heap creation. Stages 0.5
-//! and 1 are lock-free; they count themselves in `readers` so that a release
-//! to the OS waits until no one can still hold a pointer into the SuperSlab.
+//! Lock discipline: the *heaps lock* serialises heap creation, reuse and the
+//! walks over heaps; it is never held while taking the pool lock, except by
+//! `fork_prepare`, which takes it first.
 
 use crate::chunkmap;
 use crate::heap::{self, Heap};
-use crate::observe::{Event, Stage};
 use crate::os;
 use crate::page;
-use crate::size_class::{class_for, slot_area_offset, slot_area_size, NUM_CLASSES, SLOTS, SS_SIZE};
-use crate::stage1::{Source, Stage1};
-use crate::stats::{InstanceCounters, Stats};
-use crate::superslab::{SlotMeta, SlotState, SsHeader, SsStatus};
-use crate::sync::{
-    AtomicIntOps, AtomicOps, Backend, CachePadded, CellOps, Mutant, Ordering, SpinLock,
-};
+pub use crate::pool::InstanceConfig;
+use crate::pool::Pool;
+use crate::size_class::{class_for, SS_SIZE};
+use crate::stats::Stats;
+use crate::superslab::SlotState;
+use crate::sync::{AtomicOps, Backend, CellOps, Ordering, SpinLock};
 use core::ptr::{null_mut, NonNull};
 
 /// What [`Instance::for_each_mapping`] reports (to the residency
@@ -31,68 +29,8 @@ pub(crate) enum Mapping {
     Heaps,
 }
 
-/// Tunables of one instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InstanceConfig {
-    /// Nodes in the stage-1 node pool (shared by all classes).
-    pub node_pool: usize,
-    /// `Cached` SuperSlabs kept at most; beyond, released ones are unmapped.
-    pub arena_cache: usize,
-    /// Stage 0.5 scans the first `scan_limit` SuperSlabs of a registry.
-    pub scan_limit: usize,
-    /// An `Empty` slot that stays empty this long is decommitted
-    /// (`u64::MAX`: never; `0`: at once).
-    pub purge_delay_ms: u64,
-    /// More than this many `Empty` slots still committed triggers a purge of
-    /// all of them at once, whatever their age (`usize::MAX`: never).
-    pub purge_threshold: usize,
-    /// A SuperSlab whose last slot empties is released only if more than
-    /// `keep_live` SuperSlabs are live (keeps one warm against churn).
-    pub keep_live: usize,
-    /// Exited heaps are reused by `new_heap` (the global instance); with
-    /// `false` every heap gets a new index (trace replay).
-    pub reuse_heaps: bool,
-}
-
-impl InstanceConfig {
-    /// Production defaults.
-    pub const DEFAULT: Self = Self {
-        node_pool: 4096,
-        arena_cache: 4,
-        scan_limit: 16,
-        purge_delay_ms: 100,
-        purge_threshold: 64,
-        keep_live: 1,
-        reuse_heaps: true,
-    };
-
-    /// Small limits so that tests reach fallbacks, releases and purges.
-    pub const SMALL: Self = Self {
-        node_pool: 2,
-        arena_cache: 1,
-        scan_limit: 2,
-        purge_delay_ms: u64::MAX,
-        purge_threshold: usize::MAX,
-        keep_live: 0,
-        reuse_heaps: false,
-    };
-}
-
-impl Default for InstanceConfig {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
-/// Pool-lock protected state.
-struct PoolState<B: Backend> {
-    all_head: *mut SsHeader<B>,
-    all_tail: *mut SsHeader<B>,
-    arena: *mut SsHeader<B>,
-    arena_len: usize,
-    live: usize,
-    reg_tail: [*mut SsHeader<B>; NUM_CLASSES],
-    next_seq: u64,
+/// Heaps-lock protected state.
+struct HeapsState<B: Backend> {
     heaps_head: *mut Heap<B>,
     heaps_tail: *mut Heap<B>,
     heap_count: u32,
@@ -109,33 +47,17 @@ const HEAP_CHUNK: usize = 1 << 16;
 /// An allocator instance.
 ///
 /// # Invariants
-/// - Every SuperSlab of the instance is on the all-list (mapping order);
-///   `Cached` ones also on the arena list (`arena_len ≤ arena_cache`).
-/// - `registry[c]` holds exactly the Live SuperSlabs with `registered` bit c.
-/// - No stage-1 or fallback entry names a SuperSlab that is not Live.
-/// - Heaps are never freed while the instance lives.
+/// - The pool's invariants (see `pool::Pool`).
+/// - Every heap ever created is on the heaps list (creation order) and
+///   points at `pool`; heaps are never freed while the instance lives.
 pub struct Instance<B: Backend> {
-    cfg: InstanceConfig,
-    pool_lock: SpinLock<B>,
-    pool: B::Cell<PoolState<B>>,
-    /// Lock-free readers (stage 0.5 scans, stage-1 pops, stage-1 pushes of
-    /// `PageEmpty`) in progress.
-    pub(crate) readers: CachePadded<B::AtomicUsize>,
-    reg_head: [B::AtomicPtr<SsHeader<B>>; NUM_CLASSES],
-    pub(crate) stage1: Stage1<B>,
-    pub(crate) abandoned: [B::AtomicPtr<SlotMeta<B>>; NUM_CLASSES],
-    next_purge: B::AtomicU64,
-    /// `Empty` slots whose memory is still committed (approximate while
-    /// operations are in flight; exact at quiescence).
-    pub(crate) dirty_empty: B::AtomicUsize,
-    pub(crate) counters: InstanceCounters,
-    /// The page every "no current page" slot of a heap points at: never
-    /// owned, never has a free block.
-    dummy: SlotMeta<B>,
+    pub(crate) pool: Pool<B>,
+    heaps_lock: SpinLock<B>,
+    heaps: B::Cell<HeapsState<B>>,
 }
 
-// SAFETY: the raw pointers in the pool state are guarded by the pool lock;
-// everything else is atomics or immutable.
+// SAFETY: the raw pointers in the heaps state are guarded by the heaps lock;
+// the pool is `Sync`.
 unsafe impl<B: Backend> Send for Instance<B> {}
 // SAFETY: as above.
 unsafe impl<B: Backend> Sync for Instance<B> {}
@@ -231,16 +153,9 @@ impl<B: Backend> Instance<B> {
     /// its first heap is created (the global instance lives in a static).
     pub(crate) fn build(cfg: InstanceConfig) -> Option<Self> {
         Some(Self {
-            cfg,
-            pool_lock: SpinLock::new(),
-            pool: B::Cell::new(PoolState {
-                all_head: null_mut(),
-                all_tail: null_mut(),
-                arena: null_mut(),
-                arena_len: 0,
-                live: 0,
-                reg_tail: [null_mut(); NUM_CLASSES],
-                next_seq: 0,
+            pool: Pool::build(cfg)?,
+            heaps_lock: SpinLock::new(),
+            heaps: B::Cell::new(HeapsState {
                 heaps_head: null_mut(),
                 heaps_tail: null_mut(),
                 heap_count: 0,
@@ -249,39 +164,20 @@ impl<B: Backend> Instance<B> {
                 heap_chunk_left: 0,
                 heap_chunks: null_mut(),
             }),
-            readers: CachePadded(B::AtomicUsize::new(0)),
-            reg_head: core::array::from_fn(|_| B::AtomicPtr::new(null_mut())),
-            stage1: Stage1::new(cfg.node_pool)?,
-            abandoned: core::array::from_fn(|_| B::AtomicPtr::new(null_mut())),
-            next_purge: B::AtomicU64::new(0),
-            dirty_empty: B::AtomicUsize::new(0),
-            counters: InstanceCounters::new(),
-            dummy: SlotMeta::new(),
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &InstanceConfig {
-        &self.cfg
-    }
-
-    /// The dummy page.
-    #[inline(always)]
-    pub(crate) fn dummy(&self) -> *mut SlotMeta<B> {
-        &self.dummy as *const _ as *mut _
-    }
-
-    /// The clock of the purge.
-    pub(crate) fn now_ms(&self) -> u64 {
-        os::monotonic_ms()
+        self.pool.config()
     }
 
     /// # Safety
-    /// The caller holds the pool lock.
+    /// The caller holds the heaps lock.
     #[inline]
-    unsafe fn ps<R>(&self, f: impl FnOnce(&mut PoolState<B>) -> R) -> R {
+    unsafe fn hs<R>(&self, f: impl FnOnce(&mut HeapsState<B>) -> R) -> R {
         // SAFETY: forwarded contract.
-        self.pool.with_mut(|p| f(unsafe { &mut *p }))
+        self.heaps.with_mut(|p| f(unsafe { &mut *p }))
     }
 
     // ------------------------------------------------------------ heaps --
@@ -316,11 +212,11 @@ impl<B: Backend> Instance<B> {
     }
 
     pub(crate) fn new_heap_raw(&self) -> Option<*mut Heap<B>> {
-        let _g = self.pool_lock.lock();
-        // SAFETY: pool lock held.
+        let _g = self.heaps_lock.lock();
+        // SAFETY: heaps lock held.
         unsafe {
-            self.ps(|ps| {
-                if self.cfg.reuse_heaps && !ps.free_heaps.is_null() {
+            self.hs(|ps| {
+                if self.config().reuse_heaps && !ps.free_heaps.is_null() {
                     let h = ps.free_heaps;
                     ps.free_heaps = (*h).next_free.with(|n| *n);
                     (*h).alive.store(1, Ordering::Release);
@@ -339,7 +235,7 @@ impl<B: Backend> Instance<B> {
                 let h = ps.heap_chunk.cast::<Heap<B>>();
                 ps.heap_chunk = ps.heap_chunk.add(size);
                 ps.heap_chunk_left -= size;
-                h.write(Heap::new(ps.heap_count, self, self.dummy()));
+                h.write(Heap::new(ps.heap_count, &self.pool, self.pool.dummy()));
                 ps.heap_count += 1;
                 if ps.heaps_tail.is_null() {
                     ps.heaps_head = h;
@@ -354,9 +250,9 @@ impl<B: Backend> Instance<B> {
 
     /// Every heap ever created, in creation order.
     pub(crate) fn for_each_heap(&self, mut f: impl FnMut(&Heap<B>)) {
-        let _g = self.pool_lock.lock();
-        // SAFETY: pool lock held; heaps are never freed.
-        let mut h = unsafe { self.ps(|ps| ps.heaps_head) };
+        let _g = self.heaps_lock.lock();
+        // SAFETY: heaps lock held; heaps are never freed.
+        let mut h = unsafe { self.hs(|ps| ps.heaps_head) };
         while !h.is_null() {
             // SAFETY: as above.
             unsafe {
@@ -369,11 +265,11 @@ impl<B: Backend> Instance<B> {
     pub(crate) fn exit_heap(&self, h: HeapRef<'_, B>) {
         // SAFETY: the handle's user is its only thread and gives it up.
         unsafe { heap::exit(&*h.heap) };
-        if self.cfg.reuse_heaps {
-            let _g = self.pool_lock.lock();
-            // SAFETY: pool lock held.
+        if self.config().reuse_heaps {
+            let _g = self.heaps_lock.lock();
+            // SAFETY: heaps lock held.
             unsafe {
-                self.ps(|ps| {
+                self.hs(|ps| {
                     (*h.heap).next_free.with_mut(|n| *n = ps.free_heaps);
                     ps.free_heaps = h.heap;
                 })
@@ -434,500 +330,29 @@ impl<B: Backend> Instance<B> {
         })
     }
 
-    // ------------------------------------------------------- acquisition --
-
-    /// Acquires a slot for `class` and makes it `h`'s current page: stages
-    /// 0.5, 1, 2, 3 in turn. `None` when the OS refuses memory.
-    pub(crate) fn acquire(&self, h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> {
-        if let Some(m) = self.stage_scan(h, class) {
-            return Some(m);
-        }
-        if let Some(m) = self.stage_list(h, class) {
-            return Some(m);
-        }
-        let _g = self.pool_lock.lock();
-        if let Some(m) = self.stage_unused(h, class) {
-            return Some(m);
-        }
-        self.stage_fresh(h, class)
-    }
-
-    /// Claims slot `m` (state word `expected`) for `class` by CAS; on
-    /// success installs it as `h`'s current page and reports `Acquire`.
-    fn claim(
-        &self,
-        h: &Heap<B>,
-        m: &SlotMeta<B>,
-        expected: u32,
-        class: usize,
-        stage: Stage,
-    ) -> bool {
-        let new = SlotState::Active(class as u8).word();
-        if B::MUTANT == Mutant::Stage1NoRecheck && matches!(stage, Stage::List | Stage::Fallback) {
-            m.state.store(new, Ordering::SeqCst);
-        } else if m
-            .state
-            .compare_exchange(expected, new, Ordering::SeqCst, Ordering::Acquire)
-            .is_err()
-        {
-            return false;
-        }
-        // SAFETY: the slot is Active (ours), so its SuperSlab is live.
-        let ss = unsafe { &*m.header() };
-        let i = m.index();
-        match SlotState::from_word(expected) {
-            SlotState::Empty(_) => {
-                ss.unmark_empty(i);
-                if m.empty_since.load(Ordering::Relaxed) != u64::MAX {
-                    self.dirty_empty.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-            SlotState::Unused => {
-                // SAFETY: Unused slots are claimed under the pool lock.
-                unsafe { ss.pooled(|p| p.unused_mask &= !(1 << i)) }
-            }
-            _ => {}
-        }
-        ss.active_slots.fetch_add(1, Ordering::AcqRel);
-        m.owner.store(Heap::as_owner(h), Ordering::Release);
-        self.counters.stage[class][stage.stat_index()].add(1);
-        if B::OBSERVE {
-            B::observe(&Event::Acquire {
-                t: h.index,
-                class: class as u8,
-                stage,
-                ss: ss.base(),
-                slot: i as u8,
-            });
-        }
-        // SAFETY: we just claimed the slot for `h`.
-        unsafe { heap::take_claimed(h, class, m) };
-        true
-    }
-
-    /// Stage 0.5: an `Empty` slot among the first `scan_limit` SuperSlabs
-    /// of `registry[class]`.
-    fn stage_scan(&self, h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> {
-        self.readers.fetch_add(1, Ordering::SeqCst);
-        let mut found = None;
-        let mut ss = self.reg_head[class].load(Ordering::SeqCst);
-        let mut n = 0;
-        'scan: while !ss.is_null() && n < self.cfg.scan_limit {
-            // SAFETY: `readers` keeps every SuperSlab reachable from the
-            // registry mapped.
-            let s = unsafe { &*ss };
-            if s.empty_count.load(Ordering::Acquire) > 0 {
-                let mut mask = s.empty_mask.load(Ordering::Acquire);
-                while mask != 0 {
-                    let i = mask.trailing_zeros() as usize;
-                    mask &= mask - 1;
-                    let m = s.slot(i);
-                    let w = m.state.load(Ordering::Acquire);
-                    if matches!(SlotState::from_word(w), SlotState::Empty(_))
-                        && self.claim(h, m, w, class, Stage::Scan)
-                    {
-                        found = Some(m);
-                        break 'scan;
-                    }
-                }
-            }
-            ss = s.reg_next[class].load(Ordering::SeqCst);
-            n += 1;
-        }
-        self.readers.fetch_sub(1, Ordering::SeqCst);
-        found
-    }
-
-    /// Stage 1: pop entries of `class` (list, then fallback) until one names
-    /// a slot that is still `Empty`; stale ones are discarded.
-    fn stage_list(&self, h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> {
-        self.readers.fetch_add(1, Ordering::SeqCst);
-        let found = loop {
-            let Some((mp, source)) = self.stage1.pop(class) else {
-                break None;
-            };
-            // SAFETY: entries name slots of Live SuperSlabs (release removes
-            // them), and `readers` keeps them mapped meanwhile.
-            let m = unsafe { &*mp };
-            let claimed = loop {
-                let w = m.state.load(Ordering::Acquire);
-                match SlotState::from_word(w) {
-                    SlotState::Purging(_) => B::spin_hint(),
-                    SlotState::Empty(_) | SlotState::Active(_) | SlotState::Unused
-                        if B::MUTANT == Mutant::Stage1NoRecheck =>
-                    {
-                        break self.claim(h, m, w, class, stage_of(source));
-                    }
-                    SlotState::Empty(_) => {
-                        if self.claim(h, m, w, class, stage_of(source)) {
-                            break true;
-                        }
-                    }
-                    _ => break false,
-                }
-            };
-            if claimed {
-                break Some(m);
-            }
-            self.counters.stage1_discards.add(1);
-            if B::OBSERVE {
-                B::observe(&Event::Stage1Discard {
-                    t: h.index,
-                    class: class as u8,
-                    source,
-                    ss: m.header() as usize,
-                    slot: m.index() as u8,
-                });
-            }
-        };
-        self.readers.fetch_sub(1, Ordering::SeqCst);
-        found
-    }
-
-    /// Stage 2 (pool lock held): an `Unused` slot of a Live SuperSlab.
-    fn stage_unused(&self, h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> {
-        // SAFETY: pool lock held by the caller.
-        let mut ss = unsafe { self.ps(|ps| ps.all_head) };
-        while !ss.is_null() {
-            // SAFETY: SuperSlabs on the all-list are mapped; pool lock held.
-            unsafe {
-                let s = &*ss;
-                let (status, unused, next) = s.pooled(|p| (p.status, p.unused_mask, p.next_all));
-                if status == SsStatus::Live && unused != 0 {
-                    let i = unused.trailing_zeros() as usize;
-                    self.register(s, class);
-                    let m = s.slot(i);
-                    if self.claim(h, m, SlotState::Unused.word(), class, Stage::Unused) {
-                        return Some(m);
-                    }
-                }
-                ss = next;
-            }
-        }
-        None
-    }
-
-    /// Stage 3 (pool lock held): a SuperSlab from the arena, or a new one.
-    fn stage_fresh(&self, h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> {
-        // SAFETY: pool lock held by the caller.
-        let ss = unsafe {
-            match self.ps(|ps| {
-                let a = ps.arena;
-                if !a.is_null() {
-                    ps.arena = (*a).pooled(|p| core::mem::replace(&mut p.next_cached, null_mut()));
-                    ps.arena_len -= 1;
-                    ps.live += 1;
-                }
-                a
-            }) {
-                a if !a.is_null() => {
-                    (*a).pooled(|p| p.status = SsStatus::Live);
-                    self.counters.ss_arena_taken.add(1);
-                    if B::OBSERVE {
-                        B::observe(&Event::ArenaTake { ss: a as usize });
-                    }
-                    a
-                }
-                _ => self.map_superslab()?,
-            }
-        };
-        // SAFETY: Live and ours (pool lock held).
-        let s = unsafe { &*ss };
-        self.register(s, class);
-        // SAFETY: pool lock held.
-        let unused = unsafe { s.pooled(|p| p.unused_mask) };
-        debug_assert_eq!(unused, u32::MAX);
-        let m = s.slot(unused.trailing_zeros() as usize);
-        let ok = self.claim(h, m, SlotState::Unused.word(), class, Stage::Fresh);
-        debug_assert!(ok, "a fresh SuperSlab's slot 0 is Unused");
-        ok.then_some(m)
-    }
-
-    /// Maps and initialises a new SuperSlab (pool lock held).
-    fn map_superslab(&self) -> Option<*mut SsHeader<B>> {
-        let base = os::map(SS_SIZE, SS_SIZE)?.as_ptr();
-        // Slot metadata finds its SuperSlab by address (`SlotMeta::header`).
-        let _ = base.expose_provenance();
-        // SAFETY: pool lock held; fresh mapping.
-        unsafe {
-            let seq = self.ps(|ps| {
-                ps.next_seq += 1;
-                ps.next_seq - 1
-            });
-            let ss = SsHeader::<B>::init(base, seq);
-            chunkmap::register_superslab(base as usize);
-            self.ps(|ps| {
-                if ps.all_tail.is_null() {
-                    ps.all_head = ss;
-                } else {
-                    (*ps.all_tail).pooled(|p| p.next_all = ss);
-                }
-                ps.all_tail = ss;
-                ps.live += 1;
-            });
-            self.counters.ss_mapped.add(1);
-            self.counters.mapped_bytes.add(SS_SIZE as u64);
-            self.counters
-                .peak_mapped_bytes
-                .max(self.counters.mapped_bytes.get());
-            Some(ss)
-        }
-    }
-
-    /// Appends `s` to `registry[class]` unless it is there (pool lock held).
-    fn register(&self, s: &SsHeader<B>, class: usize) {
-        // SAFETY: pool lock held by the caller.
-        unsafe {
-            if s.pooled(|p| p.registered & (1 << class) != 0) {
-                return;
-            }
-            s.pooled(|p| p.registered |= 1 << class);
-            let sp = s as *const _ as *mut SsHeader<B>;
-            s.reg_next[class].store(null_mut(), Ordering::SeqCst);
-            let tail = self.ps(|ps| core::mem::replace(&mut ps.reg_tail[class], sp));
-            if tail.is_null() {
-                self.reg_head[class].store(sp, Ordering::SeqCst);
-            } else {
-                (*tail).reg_next[class].store(sp, Ordering::SeqCst);
-            }
-        }
-    }
-
-    /// Removes `s` from every registry (pool lock held). Its own `reg_next`
-    /// links stay, so a scan standing on it continues.
-    fn unregister(&self, s: &SsHeader<B>) {
-        let sp = s as *const _ as *mut SsHeader<B>;
-        // SAFETY: pool lock held by the caller.
-        let mut mask = unsafe { s.pooled(|p| core::mem::replace(&mut p.registered, 0)) };
-        while mask != 0 {
-            let c = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            let next = s.reg_next[c].load(Ordering::Relaxed);
-            let mut prev: *mut SsHeader<B> = null_mut();
-            let mut cur = self.reg_head[c].load(Ordering::Relaxed);
-            while cur != sp {
-                debug_assert!(!cur.is_null(), "registered SuperSlab not in its registry");
-                prev = cur;
-                // SAFETY: registry members are mapped.
-                cur = unsafe { (*cur).reg_next[c].load(Ordering::Relaxed) };
-            }
-            if prev.is_null() {
-                self.reg_head[c].store(next, Ordering::SeqCst);
-            } else {
-                // SAFETY: as above.
-                unsafe { (*prev).reg_next[c].store(next, Ordering::SeqCst) };
-            }
-            // SAFETY: pool lock held.
-            unsafe {
-                self.ps(|ps| {
-                    if ps.reg_tail[c] == sp {
-                        ps.reg_tail[c] = prev;
-                    }
-                })
-            };
-        }
-    }
-
-    // ----------------------------------------------------------- release --
-
-    /// Called after a `PageEmpty` of a slot of `ss`: release the SuperSlab
-    /// if it has no `Active` slot left, and purge if due.
-    pub(crate) fn after_page_empty(&self, ssp: *mut SsHeader<B>) {
-        // SAFETY: the caller's slot just became Empty; the SuperSlab is
-        // mapped until a release below (and `ss` is not used after it).
-        let ss = unsafe { &*ssp };
-        let no_active = if B::MUTANT == Mutant::ReleaseByTotalActive {
-            ss.total_active.load(Ordering::Acquire) == 0
-        } else {
-            ss.active_slots.load(Ordering::Acquire) == 0
-        };
-        if no_active {
-            let _g = self.pool_lock.lock();
-            // SAFETY: pool lock held.
-            if unsafe { self.ps(|ps| ps.live) } > self.cfg.keep_live {
-                self.try_release(ssp);
-            }
-        }
-        self.maybe_purge();
-    }
+    // ------------------------------------------------------------- pool --
 
     /// Releases every Live SuperSlab with no `Active` slot (whatever
     /// `keep_live` says). Returns how many were released.
     pub fn release_empty(&self) -> usize {
-        let _g = self.pool_lock.lock();
-        let mut n = 0;
-        // SAFETY: pool lock held.
-        let mut ss = unsafe { self.ps(|ps| ps.all_head) };
-        while !ss.is_null() {
-            // SAFETY: all-list members are mapped; `next` read before a
-            // possible unmap.
-            unsafe {
-                let next = (*ss).pooled(|p| p.next_all);
-                if self.try_release(ss) {
-                    n += 1;
-                }
-                ss = next;
-            }
-        }
-        n
+        self.pool.release_empty()
     }
 
-    /// `Release` (pool lock held): retires each `Empty` slot by CAS (a lost
-    /// race aborts; retired slots stay `Unused`), unregisters, removes the
-    /// SuperSlab's stage-1 entries, and caches or unmaps it.
-    ///
-    /// `sp` is a raw pointer: the SuperSlab may be unmapped here.
-    fn try_release(&self, sp: *mut SsHeader<B>) -> bool {
-        // SAFETY: the caller holds the pool lock and `sp` is on the
-        // all-list, so mapped; `s` is not used after the unmap.
-        let s = unsafe { &*sp };
-        // SAFETY: pool lock held by the caller.
-        if unsafe { s.pooled(|p| p.status) } != SsStatus::Live {
-            return false;
-        }
-        for i in 0..SLOTS {
-            let m = s.slot(i);
-            loop {
-                let w = m.state.load(Ordering::Acquire);
-                match SlotState::from_word(w) {
-                    SlotState::Unused => break,
-                    SlotState::Active(_) | SlotState::Purging(_)
-                        if B::MUTANT != Mutant::ReleaseByTotalActive =>
-                    {
-                        return false
-                    }
-                    SlotState::Active(_) | SlotState::Purging(_) => break,
-                    SlotState::Empty(_) => {
-                        let ok = if B::MUTANT == Mutant::DoubleRelease {
-                            m.state.store(SlotState::Unused.word(), Ordering::SeqCst);
-                            true
-                        } else {
-                            m.state
-                                .compare_exchange(
-                                    w,
-                                    SlotState::Unused.word(),
-                                    Ordering::SeqCst,
-                                    Ordering::Acquire,
-                                )
-                                .is_ok()
-                        };
-                        if ok {
-                            s.unmark_empty(i);
-                            if m.empty_since.load(Ordering::Relaxed) != u64::MAX {
-                                self.dirty_empty.fetch_sub(1, Ordering::Relaxed);
-                            }
-                            // SAFETY: pool lock held.
-                            unsafe { s.pooled(|p| p.unused_mask |= 1 << i) };
-                            if B::OBSERVE {
-                                B::observe(&Event::Retire {
-                                    ss: s.base(),
-                                    slot: i as u8,
-                                });
-                            }
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        // Every slot is Unused: no new entry can name `s` once the pushes
-        // in flight (counted in `readers`) are done.
-        self.unregister(s);
-        self.wait_readers();
-        let removed = self.stage1.remove_superslab(s.base());
-        self.wait_readers();
-        debug_assert_eq!(s.empty_mask.load(Ordering::Relaxed), 0);
-        debug_assert!(
-            B::MUTANT != Mutant::None || s.total_active.load(Ordering::Relaxed) == 0,
-            "release with blocks in use"
-        );
-        // SAFETY: pool lock held.
-        let to_os = unsafe {
-            self.ps(|ps| {
-                ps.live -= 1;
-                if ps.arena_len < self.cfg.arena_cache {
-                    s.pooled(|p| {
-                        p.status = SsStatus::Cached;
-                        p.next_cached = ps.arena;
-                    });
-                    ps.arena = sp;
-                    ps.arena_len += 1;
-                    false
-                } else {
-                    // Unlink from the all-list.
-                    let next = s.pooled(|p| p.next_all);
-                    let mut prev: *mut SsHeader<B> = null_mut();
-                    let mut cur = ps.all_head;
-                    while cur != sp {
-                        prev = cur;
-                        cur = (*cur).pooled(|p| p.next_all);
-                    }
-                    if prev.is_null() {
-                        ps.all_head = next;
-                    } else {
-                        (*prev).pooled(|p| p.next_all = next);
-                    }
-                    if ps.all_tail == sp {
-                        ps.all_tail = prev;
-                    }
-                    true
-                }
-            })
-        };
-        if B::OBSERVE {
-            B::observe(&Event::Release {
-                ss: s.base(),
-                to_os,
-                entries_removed: removed as u32,
-            });
-        }
-        if to_os {
-            chunkmap::unregister_superslab(s.base());
-            self.wait_readers();
-            self.counters.ss_unmapped.add(1);
-            self.counters.mapped_bytes.sub(SS_SIZE as u64);
-            // SAFETY: no slot is in use, no reader can reach `s` any more,
-            // and the mapping is exactly one `map(SS_SIZE, SS_SIZE)`.
-            unsafe {
-                if core::mem::needs_drop::<SsHeader<B>>() {
-                    core::ptr::drop_in_place(sp);
-                }
-                os::unmap(NonNull::new_unchecked(sp.cast()), SS_SIZE, SS_SIZE)
-            };
-        } else {
-            self.counters.ss_cached.add(1);
-            // Cached SuperSlabs keep no physical memory beyond the header.
-            // SAFETY: every slot is Unused: no one touches the block areas.
-            unsafe {
-                let base = sp.cast::<u8>();
-                os::decommit(
-                    NonNull::new_unchecked(base.add(slot_area_offset(0))),
-                    SS_SIZE - slot_area_offset(0),
-                );
-            }
-        }
-        true
+    /// Decommits every `Empty` slot now, whatever its age. Returns how many.
+    pub fn purge_now(&self) -> usize {
+        self.pool.purge_now()
     }
 
-    fn wait_readers(&self) {
-        while self.readers.load(Ordering::SeqCst) != 0 {
-            B::spin_hint();
-        }
-    }
-
-    /// Calls `f` for every SuperSlab and heap chunk, under the pool lock
-    /// (the residency diagnostic).
+    /// Calls `f` for every SuperSlab (under the pool lock) and every heap
+    /// chunk (under the heaps lock): the residency diagnostic.
     pub(crate) fn for_each_mapping(&self, mut f: impl FnMut(Mapping, usize, usize)) {
-        let _g = self.pool_lock.lock();
-        // SAFETY: pool lock held: the lists do not change and nothing on
-        // them is unmapped meanwhile.
+        self.pool
+            .for_each_superslab(|s, _, _| f(Mapping::SuperSlab, s as *const _ as usize, SS_SIZE));
+        let _g = self.heaps_lock.lock();
+        // SAFETY: heaps lock held: the chunk list does not change; chunks
+        // are unmapped only by `drop`.
         unsafe {
-            let mut ss = self.ps(|ps| ps.all_head);
-            while !ss.is_null() {
-                f(Mapping::SuperSlab, ss as usize, SS_SIZE);
-                ss = (*ss).pooled(|p| p.next_all);
-            }
-            let mut chunk = self.ps(|ps| ps.heap_chunks);
+            let mut chunk = self.hs(|hs| hs.heap_chunks);
             while !chunk.is_null() {
                 let bytes = chunk.add(8).cast::<usize>().read();
                 f(Mapping::Heaps, chunk as usize, bytes);
@@ -936,102 +361,13 @@ impl<B: Backend> Instance<B> {
         }
     }
 
-    // ------------------------------------------------------------- purge --
-
-    /// Decommits `Empty` slots that have stayed empty for the purge delay
-    /// (only if the pool lock is free and a purge is due).
-    fn maybe_purge(&self) {
-        if self.dirty_empty.load(Ordering::Relaxed) > self.cfg.purge_threshold {
-            if let Some(_g) = self.pool_lock.try_lock() {
-                self.purge_locked(u64::MAX, 0);
-            }
-            return;
-        }
-        let delay = self.cfg.purge_delay_ms;
-        if delay == u64::MAX {
-            return;
-        }
-        let now = self.now_ms();
-        if delay > 0 && now < self.next_purge.load(Ordering::Relaxed) {
-            return;
-        }
-        let Some(_g) = self.pool_lock.try_lock() else {
-            return;
-        };
-        self.next_purge
-            .store(now + (delay / 2).max(1), Ordering::Relaxed);
-        self.purge_locked(now, delay);
-    }
-
-    /// Decommits every `Empty` slot now, whatever its age. Returns how many.
-    pub fn purge_now(&self) -> usize {
-        let _g = self.pool_lock.lock();
-        self.purge_locked(u64::MAX, 0)
-    }
-
-    fn purge_locked(&self, now: u64, delay: u64) -> usize {
-        let mut n = 0;
-        // SAFETY: pool lock held.
-        let mut ss = unsafe { self.ps(|ps| ps.all_head) };
-        while !ss.is_null() {
-            // SAFETY: all-list members are mapped; pool lock held.
-            let s = unsafe { &*ss };
-            // SAFETY: pool lock held.
-            let (status, next) = unsafe { s.pooled(|p| (p.status, p.next_all)) };
-            if status == SsStatus::Live {
-                let mut mask = s.empty_mask.load(Ordering::Acquire);
-                while mask != 0 {
-                    let i = mask.trailing_zeros() as usize;
-                    mask &= mask - 1;
-                    let m = s.slot(i);
-                    let since = m.empty_since.load(Ordering::Relaxed);
-                    if since == u64::MAX || now.saturating_sub(since) < delay {
-                        continue;
-                    }
-                    let w = m.state.load(Ordering::Acquire);
-                    let SlotState::Empty(c) = SlotState::from_word(w) else {
-                        continue;
-                    };
-                    if m.state
-                        .compare_exchange(
-                            w,
-                            SlotState::Purging(c).word(),
-                            Ordering::SeqCst,
-                            Ordering::Relaxed,
-                        )
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    // SAFETY: the slot is Purging: no one may claim or touch
-                    // its block area until we store Empty back.
-                    unsafe {
-                        let area = ss.cast::<u8>().add(slot_area_offset(i));
-                        os::decommit(NonNull::new_unchecked(area), slot_area_size(i));
-                    }
-                    m.empty_since.store(u64::MAX, Ordering::Relaxed);
-                    m.state.store(w, Ordering::Release);
-                    self.dirty_empty.fetch_sub(1, Ordering::Relaxed);
-                    self.counters.purged_slots.add(1);
-                    n += 1;
-                }
-            }
-            ss = next;
-        }
-        n
-    }
-
-    // ------------------------------------------------------- statistics --
-
     /// Statistics of this instance.
     pub fn stats(&self) -> Stats {
         let mut s = Stats::default();
         for (c, cs) in s.classes.iter_mut().enumerate() {
             cs.block_size = crate::size_class::block_size(c) as u32;
-            for k in 0..4 {
-                cs.acquired[k] = self.counters.stage[c][k].get();
-            }
         }
+        self.pool.add_stats(&mut s);
         self.for_each_heap(|h| {
             s.heaps += 1;
             for (c, cs) in s.classes.iter_mut().enumerate() {
@@ -1044,91 +380,29 @@ impl<B: Backend> Instance<B> {
             s.drains += h.counters.drains.get();
             s.drained_blocks += h.counters.drained_blocks.get();
         });
-        let k = &self.counters;
-        s.reclaims = k.reclaims.get();
-        s.abandoned_pages = k.abandoned.get();
-        s.pages_emptied = k.pages_emptied.get();
-        s.stage1_discards = k.stage1_discards.get();
-        s.fallback_pushes = k.fallback_pushes.get();
-        s.superslabs_mapped = k.ss_mapped.get();
-        s.superslabs_cached = k.ss_cached.get();
-        s.superslabs_from_arena = k.ss_arena_taken.get();
-        s.superslabs_unmapped = k.ss_unmapped.get();
-        s.mapped_bytes = k.mapped_bytes.get();
-        s.peak_mapped_bytes = k.peak_mapped_bytes.get();
-        s.purged_slots = k.purged_slots.get();
         s
     }
 
-    // ------------------------------------------------ snapshot accessors --
-
-    /// Runs `f` with the pool lock held over every SuperSlab (mapping order)
-    /// with its status and mapping sequence number.
-    pub(crate) fn for_each_superslab(&self, mut f: impl FnMut(&SsHeader<B>, SsStatus, u64)) {
-        let _g = self.pool_lock.lock();
-        // SAFETY: pool lock held; all-list members are mapped.
-        unsafe {
-            let mut ss = self.ps(|ps| ps.all_head);
-            while !ss.is_null() {
-                let (st, seq, next) = (*ss).pooled(|p| (p.status, p.map_seq, p.next_all));
-                f(&*ss, st, seq);
-                ss = next;
-            }
-        }
-    }
-
-    /// `fork` prepare: takes the pool lock, then the stage-1 fallback lock
-    /// (the order every path nests them in), so that the child inherits
-    /// consistent pool and fallback state. Release with
-    /// [`Instance::fork_parent`] or [`Instance::fork_child`].
+    /// `fork` prepare: takes the heaps lock, then the pool lock and the
+    /// stage-1 fallback lock (the order every path nests them in), so that
+    /// the child inherits consistent heaps, pool and fallback state. Release
+    /// with [`Instance::fork_parent`] or [`Instance::fork_child`].
     pub fn fork_prepare(&self) {
-        self.pool_lock.lock_raw();
-        self.stage1.fallback_lock().lock_raw();
+        self.heaps_lock.lock_raw();
+        self.pool.fork_prepare();
     }
 
     /// `fork` in the parent: releases what [`Instance::fork_prepare`] took.
     pub fn fork_parent(&self) {
-        self.stage1.fallback_lock().force_unlock();
-        self.pool_lock.force_unlock();
+        self.pool.fork_parent();
+        self.heaps_lock.force_unlock();
     }
 
-    /// `fork` in the child: releases the locks and resets `readers`. The
-    /// child's one thread called `fork`, so it is in no lock-free section;
-    /// sections of threads that do not exist in the child will never end,
-    /// and a release would wait for them forever.
+    /// `fork` in the child: releases the locks and resets the pool's
+    /// `readers` (see `Pool::fork_child`).
     pub fn fork_child(&self) {
-        self.readers.store(0, Ordering::SeqCst);
-        self.fork_parent();
-    }
-
-    /// The bases of `registry[class]`, in order.
-    pub(crate) fn registry(&self, class: usize, out: &mut Vec<usize>) {
-        let mut ss = self.reg_head[class].load(Ordering::Acquire);
-        while !ss.is_null() {
-            out.push(ss as usize);
-            // SAFETY: registry members are mapped (quiescent caller).
-            ss = unsafe { (*ss).reg_next[class].load(Ordering::Acquire) };
-        }
-    }
-
-    /// The arena's SuperSlabs (bases, top first).
-    pub(crate) fn arena(&self, out: &mut Vec<usize>) {
-        let _g = self.pool_lock.lock();
-        // SAFETY: pool lock held.
-        unsafe {
-            let mut ss = self.ps(|ps| ps.arena);
-            while !ss.is_null() {
-                out.push(ss as usize);
-                ss = (*ss).pooled(|p| p.next_cached);
-            }
-        }
-    }
-}
-
-fn stage_of(source: Source) -> Stage {
-    match source {
-        Source::List => Stage::List,
-        Source::Fallback => Stage::Fallback,
+        self.pool.fork_child();
+        self.heaps_lock.force_unlock();
     }
 }
 
@@ -1152,30 +426,19 @@ pub(crate) unsafe fn usable_size<B: Backend>(ptr: *mut u8) -> usize {
 
 impl<B: Backend> Drop for Instance<B> {
     fn drop(&mut self) {
-        // SAFETY: `&mut self`: no heap is in use any more; every SuperSlab
-        // on the all-list is one mapping of ours.
+        // SAFETY: `&mut self`: no heap is in use any more; every chunk on
+        // the list is one mapping of ours. The pool (SuperSlabs) is dropped
+        // after this, as a field.
         unsafe {
-            let mut ss = self.ps(|ps| ps.all_head);
-            while !ss.is_null() {
-                let next = (*ss).pooled(|p| p.next_all);
-                chunkmap::unregister_superslab(ss as usize);
-                // Checker backends' atomics own resources (folded away for
-                // `StdBackend`, whose header needs no drop).
-                if core::mem::needs_drop::<SsHeader<B>>() {
-                    core::ptr::drop_in_place(ss);
-                }
-                os::unmap(NonNull::new_unchecked(ss.cast()), SS_SIZE, SS_SIZE);
-                ss = next;
-            }
             if core::mem::needs_drop::<Heap<B>>() {
-                let mut h = self.ps(|ps| ps.heaps_head);
+                let mut h = self.hs(|hs| hs.heaps_head);
                 while !h.is_null() {
                     let next = (*h).next_all.load(Ordering::Relaxed);
                     core::ptr::drop_in_place(h);
                     h = next;
                 }
             }
-            let mut chunk = self.ps(|ps| ps.heap_chunks);
+            let mut chunk = self.hs(|hs| hs.heap_chunks);
             while !chunk.is_null() {
                 let next = chunk.cast::<*mut u8>().read();
                 let bytes = chunk.add(8).cast::<usize>().read();
@@ -1183,6 +446,5 @@ impl<B: Backend> Drop for Instance<B> {
                 chunk = next;
             }
         }
-        let _ = page::FULL;
     }
 }

@@ -23,6 +23,7 @@ pub mod libc_api;
 pub mod observe;
 pub mod os;
 pub mod page;
+mod pool;
 pub mod residency;
 pub mod size_class;
 pub mod snapshot;

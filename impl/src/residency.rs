@@ -119,7 +119,7 @@ impl<B: Backend> Instance<B> {
     /// chunk map and `large_mapped` are process-wide.
     pub fn residency(&self) -> Residency {
         let mut r = Residency::default();
-        let (pool, pool_bytes) = self.stage1.pool_mapping();
+        let (pool, pool_bytes) = self.pool.stage1.pool_mapping();
         r.node_pool = os::resident_bytes(pool, pool_bytes);
         r.node_pool_mapped = pool_bytes;
         let (map, map_len) = chunkmap::storage();

@@ -196,7 +196,7 @@ impl<B: Backend> Instance<B> {
     /// those parts, at a cost proportional to them rather than to the state.
     pub fn snapshot_parts(&self, scope: &Scope<'_>) -> Snapshot {
         let mut heaps = Vec::new();
-        let dummy = self.dummy();
+        let dummy = self.pool.dummy();
         self.for_each_heap(|h: &Heap<B>| {
             if !wants(scope.heaps, &h.index) {
                 return;
@@ -231,43 +231,45 @@ impl<B: Backend> Instance<B> {
         }
         let read_page = |p: &PageRef| wants(scope.pages, p) || extra.contains(p);
         let mut superslabs = Vec::new();
-        self.for_each_superslab(|s: &SsHeader<B>, status, map_seq| {
-            if !wants(scope.superslabs, &s.base()) && !extra.iter().any(|p| p.0 == s.base()) {
-                return;
-            }
-            let mut slots = Vec::with_capacity(SLOTS);
-            for i in 0..SLOTS {
-                let m = s.slot(i);
-                let state = m.state();
-                let owner = m.owner.load(Ordering::Acquire);
-                // SAFETY: heaps are never freed.
-                let owner = (!owner.is_null()).then(|| unsafe { (*Heap::from_owner(owner)).index });
-                let page = match state {
-                    _ if !read_page(&(s.base(), i as u8)) => None,
-                    // SAFETY: quiescent: no owner touches the page meanwhile.
-                    SlotState::Active(_) => Some(unsafe { page_snap(m, scope.heads_only) }),
-                    _ => None,
-                };
-                let stray_remote = !matches!(state, SlotState::Active(_))
-                    && !m.remote().load(Ordering::Acquire).is_null();
-                slots.push(SlotSnap {
-                    state,
-                    owner,
-                    page,
-                    stray_remote,
+        self.pool
+            .for_each_superslab(|s: &SsHeader<B>, status, map_seq| {
+                if !wants(scope.superslabs, &s.base()) && !extra.iter().any(|p| p.0 == s.base()) {
+                    return;
+                }
+                let mut slots = Vec::with_capacity(SLOTS);
+                for i in 0..SLOTS {
+                    let m = s.slot(i);
+                    let state = m.state();
+                    let owner = m.owner.load(Ordering::Acquire);
+                    // SAFETY: heaps are never freed.
+                    let owner =
+                        (!owner.is_null()).then(|| unsafe { (*Heap::from_owner(owner)).index });
+                    let page = match state {
+                        _ if !read_page(&(s.base(), i as u8)) => None,
+                        // SAFETY: quiescent: no owner touches the page meanwhile.
+                        SlotState::Active(_) => Some(unsafe { page_snap(m, scope.heads_only) }),
+                        _ => None,
+                    };
+                    let stray_remote = !matches!(state, SlotState::Active(_))
+                        && !m.remote().load(Ordering::Acquire).is_null();
+                    slots.push(SlotSnap {
+                        state,
+                        owner,
+                        page,
+                        stray_remote,
+                    });
+                }
+                superslabs.push(SsSnap {
+                    base: s.base(),
+                    map_seq,
+                    status,
+                    empty_mask: s.empty_mask.load(Ordering::Acquire),
+                    empty_count: s.empty_count.load(Ordering::Acquire),
+                    total_active: s.total_active.load(Ordering::Acquire),
+                    active_slots: s.active_slots.load(Ordering::Acquire),
+                    slots,
                 });
-            }
-            superslabs.push(SsSnap {
-                base: s.base(),
-                map_seq,
-                status,
-                empty_mask: s.empty_mask.load(Ordering::Acquire),
-                empty_count: s.empty_count.load(Ordering::Acquire),
-                total_active: s.total_active.load(Ordering::Acquire),
-                active_slots: s.active_slots.load(Ordering::Acquire),
-                slots,
             });
-        });
         let mut registry = vec![Vec::new(); NUM_CLASSES];
         let mut stage1 = vec![Vec::new(); NUM_CLASSES];
         let mut fallback = vec![Vec::new(); NUM_CLASSES];
@@ -276,11 +278,14 @@ impl<B: Backend> Instance<B> {
             if !wants(scope.classes, &c) {
                 continue;
             }
-            self.registry(c, &mut registry[c]);
-            self.stage1.entries(c, &mut |m| stage1[c].push(page_ref(m)));
-            self.stage1
+            self.pool.registry(c, &mut registry[c]);
+            self.pool
+                .stage1
+                .entries(c, &mut |m| stage1[c].push(page_ref(m)));
+            self.pool
+                .stage1
                 .fallback_entries(c, &mut |m| fallback[c].push(page_ref(m)));
-            let mut m = self.abandoned[c].load(Ordering::Acquire);
+            let mut m = self.pool.abandoned[c].load(Ordering::Acquire);
             while !m.is_null() {
                 abandoned[c].push(page_ref(m));
                 // SAFETY: abandoned pages are Active, so mapped.
@@ -288,18 +293,18 @@ impl<B: Backend> Instance<B> {
             }
         }
         let mut arena = Vec::new();
-        self.arena(&mut arena);
+        self.pool.arena(&mut arena);
         Snapshot {
             superslabs,
             registry,
             stage1,
             fallback,
             free_nodes: if scope.nodes {
-                self.stage1.free_nodes()
+                self.pool.stage1.free_nodes()
             } else {
                 0
             },
-            node_pool: self.stage1.node_pool(),
+            node_pool: self.pool.stage1.node_pool(),
             arena,
             heaps,
             abandoned,

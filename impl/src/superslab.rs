@@ -136,7 +136,7 @@ impl<B: Backend> SlotMeta<B> {
     /// The SuperSlab header this slot belongs to.
     ///
     /// Built from the address with the SuperSlab mapping's exposed
-    /// provenance (exposed in `Instance::map_superslab`): a reference to one
+    /// provenance (exposed in `Pool::map_superslab`): a reference to one
     /// slot's metadata does not cover the rest of the SuperSlab.
     #[inline(always)]
     pub fn header(&self) -> *mut SsHeader<B> {

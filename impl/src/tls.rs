@@ -84,7 +84,7 @@ pub(crate) static EMPTY_HEAP: StaticCell<Heap<StdBackend>> = StaticCell(UnsafeCe
     counters: HeapCounters::new(),
     alive: AtomicU32::new(0),
     index: u32::MAX,
-    inst: ptr::null(),
+    pool: ptr::null(),
     next_all: AtomicPtr::new(null_mut()),
     next_free: StdCell::new_const(null_mut()),
 }));
