@@ -3,6 +3,7 @@
 //! (`cargo +nightly miri test -p hakmem --lib large`), where the OS layer is
 //! served by `System` and big sizes are scaled down.
 
+use super::policy::TAKE_SPAN;
 use super::*;
 
 /// The largest alignment and size exercised (Miri emulates every byte).

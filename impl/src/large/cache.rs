@@ -1,0 +1,248 @@
+//! The cache of freed medium mappings: buckets by class, the byte budget,
+//! and the purge of mappings older than the delay.
+
+use super::policy::{class_floor, CACHE_CLASSES, TAKE_SPAN};
+use super::{Header, Large};
+use crate::os::OS_PAGE;
+use core::ptr;
+use core::sync::atomic::Ordering;
+
+#[derive(Clone, Copy)]
+pub(super) struct Bucket {
+    /// Most recently freed.
+    pub(super) head: *mut Header,
+    /// Least recently freed.
+    pub(super) tail: *mut Header,
+}
+
+/// The cache of freed medium mappings: per class a doubly linked list
+/// through the headers, newest at the head (reused first: its pages are the
+/// warmest), oldest at the tail (purged first).
+pub(super) struct Cache {
+    pub(super) buckets: [Bucket; CACHE_CLASSES],
+    pub(super) bytes: usize,
+}
+
+// SAFETY: the raw pointers are headers of mappings the cache owns; the cache
+// is only reached under its lock.
+unsafe impl Send for Cache {}
+
+impl Cache {
+    pub(super) const fn new() -> Self {
+        Self {
+            buckets: [Bucket {
+                head: ptr::null_mut(),
+                tail: ptr::null_mut(),
+            }; CACHE_CLASSES],
+            bytes: 0,
+        }
+    }
+
+    /// # Safety
+    /// `h` is the header of a `FREE` mapping owned by the caller, not in the
+    /// cache.
+    pub(super) unsafe fn push(&mut self, class: usize, h: *mut Header) {
+        let b = &mut self.buckets[class];
+        // SAFETY: `h` and the bucket's headers are mapped headers owned by
+        // the cache (contract).
+        unsafe {
+            (*h).prev = ptr::null_mut();
+            (*h).next = b.head;
+            if b.head.is_null() {
+                b.tail = h;
+            } else {
+                (*b.head).prev = h;
+            }
+            b.head = h;
+            self.bytes += (*h).map_size;
+        }
+    }
+
+    /// # Safety
+    /// `h` is in bucket `class`.
+    pub(super) unsafe fn unlink(&mut self, class: usize, h: *mut Header) {
+        let b = &mut self.buckets[class];
+        // SAFETY: `h` and its neighbours are cached headers (contract).
+        unsafe {
+            if (*h).prev.is_null() {
+                b.head = (*h).next;
+            } else {
+                (*(*h).prev).next = (*h).next;
+            }
+            if (*h).next.is_null() {
+                b.tail = (*h).prev;
+            } else {
+                (*(*h).next).prev = (*h).prev;
+            }
+            self.bytes -= (*h).map_size;
+            (*h).next = ptr::null_mut();
+            (*h).prev = ptr::null_mut();
+        }
+    }
+
+    /// Takes the newest mapping of `class`.
+    pub(super) fn pop(&mut self, class: usize) -> Option<*mut Header> {
+        let h = self.buckets[class].head;
+        if h.is_null() {
+            return None;
+        }
+        // SAFETY: `h` is the head of bucket `class`.
+        unsafe { self.unlink(class, h) };
+        Some(h)
+    }
+
+    /// The least recently freed mapping over all classes.
+    pub(super) fn oldest(&self) -> Option<(usize, *mut Header)> {
+        let mut best: Option<(usize, *mut Header)> = None;
+        for (c, b) in self.buckets.iter().enumerate() {
+            if b.tail.is_null() {
+                continue;
+            }
+            // SAFETY: cached headers are mapped and owned by the cache.
+            let older = best.is_none_or(|(_, o)| unsafe { (*b.tail).freed_at < (*o).freed_at });
+            if older {
+                best = Some((c, b.tail));
+            }
+        }
+        best
+    }
+}
+
+/// A list of evicted mappings (chained through `next`), unmapped after the
+/// lock is released.
+pub(super) struct Evicted(pub(super) *mut Header);
+
+impl Evicted {
+    /// # Safety
+    /// `h` was just unlinked from the cache; the list now owns its mapping.
+    pub(super) unsafe fn push(&mut self, h: *mut Header) {
+        // SAFETY: contract: `h` is a mapped header nobody else reaches.
+        unsafe { (*h).next = self.0 };
+        self.0 = h;
+    }
+}
+
+impl Large {
+    /// Takes a cached mapping of class `class` or one of the next
+    /// `TAKE_SPAN - 1` (up to about 4× the size): its pages are resident
+    /// anyway, a fresh mapping would cost a syscall and page faults, and a
+    /// block that grows by `realloc` then grows in place (python's lists and
+    /// dicts: the mapping freed by the last growth chain serves the next).
+    pub(super) fn cache_take(&self, class: usize) -> Option<*mut Header> {
+        if self.counters.cached_bytes.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut cache = self.cache.lock();
+        let h = (class..CACHE_CLASSES.min(class + TAKE_SPAN)).find_map(|c| cache.pop(c))?;
+        self.counters
+            .cached_bytes
+            .store(cache.bytes as u64, Ordering::Relaxed);
+        Some(h)
+    }
+
+    /// Caches or unmaps the mapping of a block that has just become `FREE`.
+    ///
+    /// # Safety
+    /// `h` is the header of a block this instance owns, `FREE`, and no longer
+    /// counted in the chunk map.
+    pub(super) unsafe fn retire(&self, h: *mut Header, now: u64) {
+        // SAFETY: `h` is a mapped header (contract).
+        let (user, base, map_size, map_align) = unsafe {
+            (
+                h as usize + OS_PAGE,
+                (*h).base,
+                (*h).map_size,
+                (*h).map_align,
+            )
+        };
+        let class = if map_align == OS_PAGE {
+            class_floor((base as usize + map_size - user) / OS_PAGE)
+        } else {
+            None
+        };
+        let limit = self.cache_limit();
+        let delay = self.delay();
+        let class = match class {
+            Some(c) if delay > 0 && map_size <= limit => c,
+            _ => {
+                // SAFETY: the block is ours and freed (contract).
+                unsafe { self.unmap_header(h) };
+                return;
+            }
+        };
+        let mut evicted = Evicted(ptr::null_mut());
+        {
+            let mut cache = self.cache.lock();
+            // SAFETY: `h` is FREE and owned by us; the cache takes it.
+            unsafe {
+                (*h).freed_at = now;
+                cache.push(class, h);
+            }
+            while cache.bytes > limit {
+                // The cache holds `h` at least, so `oldest` is `Some`; `h` is
+                // the newest and fits the budget alone, so it stays.
+                let Some((c, o)) = cache.oldest() else { break };
+                // SAFETY: `o` is in bucket `c`; once unlinked the list owns it.
+                unsafe {
+                    cache.unlink(c, o);
+                    evicted.push(o);
+                }
+            }
+            self.counters
+                .cached_bytes
+                .store(cache.bytes as u64, Ordering::Relaxed);
+            let due = now.saturating_add(delay);
+            if self.next_purge.load(Ordering::Relaxed) > due {
+                self.next_purge.store(due, Ordering::Relaxed);
+            }
+        }
+        // SAFETY: the evicted mappings are ours alone now.
+        unsafe { self.unmap_all(evicted) };
+    }
+
+    /// Unmaps the cached mappings freed at least the purge delay ago (all of
+    /// them with `force`).
+    pub(super) fn purge(&self, now: u64, force: bool) {
+        let delay = self.delay();
+        let mut evicted = Evicted(ptr::null_mut());
+        {
+            let mut cache = self.cache.lock();
+            let mut next = u64::MAX;
+            while let Some((c, o)) = cache.oldest() {
+                // SAFETY: cached headers are mapped.
+                let due = unsafe { (*o).freed_at }.saturating_add(delay);
+                if !force && due > now {
+                    next = due;
+                    break;
+                }
+                // SAFETY: `o` is in bucket `c`; once unlinked the list owns it.
+                unsafe {
+                    cache.unlink(c, o);
+                    evicted.push(o);
+                }
+            }
+            self.next_purge.store(next, Ordering::Relaxed);
+            self.counters
+                .cached_bytes
+                .store(cache.bytes as u64, Ordering::Relaxed);
+        }
+        // SAFETY: the evicted mappings are ours alone now.
+        unsafe { self.unmap_all(evicted) };
+    }
+
+    /// Purges the cached mappings whose delay has passed; one clock read and
+    /// one relaxed load when none is due.
+    pub fn maybe_purge(&self) {
+        if self.next_purge.load(Ordering::Relaxed) != u64::MAX {
+            let now = self.now();
+            if now >= self.next_purge.load(Ordering::Relaxed) {
+                self.purge(now, false);
+            }
+        }
+    }
+
+    /// Unmaps every cached mapping now.
+    pub fn collect(&self) {
+        self.purge(self.now(), true);
+    }
+}
