@@ -8,28 +8,51 @@ use plotters::style::text_anchor;
 use crate::report::{Measurements, Table};
 use crate::suite::Column;
 
-/// Bar colour of a column.
+/// Bar colour of a column (a preloaded peer by its label, so that the
+/// Debian libraries keep their crates' colours).
 fn colour(c: &Column) -> RGBColor {
     match c {
         Column::System => RGBColor(140, 140, 140),
         Column::Mimalloc => RGBColor(66, 133, 244),
         Column::Jemalloc => RGBColor(52, 168, 83),
-        Column::Preload { .. } => RGBColor(150, 90, 200),
+        Column::Preload { label, .. } => match label.as_str() {
+            "mimalloc" => RGBColor(66, 133, 244),
+            "jemalloc" => RGBColor(52, 168, 83),
+            "tcmalloc" => RGBColor(251, 188, 5),
+            _ => RGBColor(150, 90, 200),
+        },
         Column::Hakmem => RGBColor(234, 67, 53),
         Column::Worker { .. } => RGBColor(250, 160, 60),
         Column::Floor => BLACK,
     }
 }
 
-/// The chart as SVG text.
+/// The chart of the Rust suite as SVG text.
 pub fn svg(m: &Measurements, t: &Table) -> Result<String, String> {
-    let cols: Vec<(usize, &Column)> = m
-        .columns
+    let names: Vec<&str> = m.rows.iter().map(|r| r.name).collect();
+    let title = format!(
+        "Median throughput relative to the best peer (higher is better){}",
+        if m.quick { " — quick run" } else { "" }
+    );
+    ratio_bars(&title, &names, &m.columns, t, m.stand_in.is_some())
+}
+
+/// Horizontal bars of `t`'s "× best peer", one group per row of `names`
+/// and one bar per column (the floor not drawn), with the 1.0 and 1.15
+/// lines. `stand_in`: the hakmem column is not hakmem (its legend says so).
+pub fn ratio_bars(
+    title: &str,
+    names: &[&str],
+    columns: &[Column],
+    t: &Table,
+    stand_in: bool,
+) -> Result<String, String> {
+    let cols: Vec<(usize, &Column)> = columns
         .iter()
         .enumerate()
         .filter(|(_, c)| **c != Column::Floor)
         .collect();
-    let n_rows = m.rows.len();
+    let n_rows = names.len();
     // The axis covers the drawn bars (not the floor, which is not drawn).
     let xmax = t
         .stats
@@ -47,13 +70,7 @@ pub fn svg(m: &Measurements, t: &Table) -> Result<String, String> {
         let e = |e: DrawingAreaErrorKind<_>| e.to_string();
         root.fill(&WHITE).map_err(e)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!(
-                    "Median throughput relative to the best peer (higher is better){}",
-                    if m.quick { " — quick run" } else { "" }
-                ),
-                ("sans-serif", 18),
-            )
+            .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(190)
@@ -80,8 +97,8 @@ pub fn svg(m: &Measurements, t: &Table) -> Result<String, String> {
                 })
                 .collect();
             let col = colour(c);
-            let label = match (c, &m.stand_in) {
-                (Column::Hakmem, Some(_)) => "hakmem (STAND-IN: not hakmem)".to_string(),
+            let label = match (c, stand_in) {
+                (Column::Hakmem, true) => "hakmem (STAND-IN: not hakmem)".to_string(),
                 _ => c.label().to_string(),
             };
             chart
@@ -118,9 +135,9 @@ pub fn svg(m: &Measurements, t: &Table) -> Result<String, String> {
                 text_anchor::HPos::Right,
                 text_anchor::VPos::Center,
             ));
-        for (i, r) in m.rows.iter().enumerate() {
+        for (i, name) in names.iter().enumerate() {
             let (px, py) = chart.backend_coord(&(0.0, (n_rows - i) as f64 - 0.5));
-            root.draw(&Text::new(r.name, (px - 8, py), label.clone()))
+            root.draw(&Text::new(*name, (px - 8, py), label.clone()))
                 .map_err(e)?;
         }
         root.present().map_err(e)?;

@@ -6,12 +6,14 @@
 //! `#[global_allocator]`); the driver (`src/main.rs`, `cargo run --release
 //! -p bench`) builds them, runs every workload as a separate process per
 //! allocator in alternating rounds, and writes `docs/benchmarks.md` and
-//! `docs/benchmarks.svg`.
+//! `docs/benchmarks.svg`. [`preload`] runs C and C++ programs under
+//! `LD_PRELOAD` of hakmem and the Debian peers (`bench preload`).
 
 pub mod callgrind;
 pub mod chart;
 pub mod classes;
 pub mod machine;
+pub mod preload;
 pub mod report;
 pub mod rng;
 pub mod runner;

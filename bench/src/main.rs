@@ -72,6 +72,30 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// C and C++ programs (bench/preload/) and sqlite3 under glibc and
+    /// under LD_PRELOAD of libhakmem.so and the Debian peers (issue 23);
+    /// writes docs/benchmarks-preload.md and .svg.
+    Preload {
+        /// Rows, comma-separated names or prefixes (default: all).
+        #[arg(long, value_delimiter = ',')]
+        programs: Vec<String>,
+        /// Columns, comma-separated labels: system, mimalloc, jemalloc,
+        /// tcmalloc, hakmem (default: all installed).
+        #[arg(long, value_delimiter = ',')]
+        allocators: Vec<String>,
+        /// Rounds (each runs every program on every allocator once).
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+        /// About a tenth of the work, for smoke runs.
+        #[arg(long)]
+        quick: bool,
+        /// The report [default: <workspace>/docs/benchmarks-preload.md].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Kill a run after this many seconds (counted as a failed run).
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
     /// The candidate size-class tables compared: memory on the trace corpus
     /// (waste, slots, pages; printed), and with `--speed` the selected
     /// workloads run with one hakmem worker per table, alternating, beside
@@ -112,6 +136,29 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     let bin_dir = runner::bin_dir()?;
+    if let Some(Cmd::Preload {
+        programs,
+        allocators,
+        rounds,
+        quick,
+        out,
+        timeout,
+    }) = &cli.cmd
+    {
+        let o = bench::preload::Options {
+            programs: programs.clone(),
+            allocators: allocators.clone(),
+            rounds: *rounds,
+            quick: *quick,
+            out: out
+                .clone()
+                .unwrap_or_else(|| workspace_root().join("docs/benchmarks-preload.md")),
+            timeout: Duration::from_secs(*timeout),
+            no_build: cli.no_build,
+            command: command_line(),
+        };
+        return bench::preload::run(&o, &bin_dir);
+    }
     if !cli.no_build && !matches!(cli.cmd, Some(Cmd::Classes { speed: false, .. })) {
         runner::build_workers(&bin_dir)?;
     }
@@ -124,6 +171,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 suite::select_columns(suite::columns(cli.preload.clone()), &cli.allocators)?;
             run_callgrind(&all, &bin_dir, columns, cycles, &out)
         }
+        Some(Cmd::Preload { .. }) => unreachable!("handled above"),
         Some(Cmd::Classes { ref traces, speed }) => {
             run_classes(&cli, &all, &bin_dir, traces, speed)
         }
@@ -327,15 +375,19 @@ fn run_suite(
         // Beside the report: the hand-maintained reasons and the callgrind
         // table (both optional; the report says when they are missing).
         analysis: std::fs::read_to_string(out.with_file_name("benchmarks-analysis.md")).ok(),
-        callgrind: ["benchmarks-callgrind.md", "benchmarks-callgrind-capi.md"]
-            .into_iter()
-            .filter_map(|f| {
-                Some((
-                    f.to_string(),
-                    std::fs::read_to_string(out.with_file_name(f)).ok()?,
-                ))
-            })
-            .collect(),
+        callgrind: [
+            "benchmarks-callgrind.md",
+            "benchmarks-callgrind-capi.md",
+            "benchmarks-preload.md",
+        ]
+        .into_iter()
+        .filter_map(|f| {
+            Some((
+                f.to_string(),
+                std::fs::read_to_string(out.with_file_name(f)).ok()?,
+            ))
+        })
+        .collect(),
     };
     write_file(out, &report::markdown(&m, &t, &cx))?;
     write_file(&chart_path, &bench::chart::svg(&m, &t)?)?;

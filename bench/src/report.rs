@@ -80,10 +80,16 @@ pub struct Table {
 impl Table {
     /// Computes every number of the report from the samples.
     pub fn compute(m: &Measurements) -> Self {
+        Self::of(&m.columns, &m.cells)
+    }
+
+    /// The numbers of `cells[row][column]` measured on `columns` (any rows:
+    /// the preload suite's programs as well as the workloads).
+    pub fn of(columns: &[Column], cells: &[Vec<Cell>]) -> Self {
         let mut stats = Vec::new();
         let mut best_peer = Vec::new();
         let mut leanest_peer = Vec::new();
-        for cells in &m.cells {
+        for cells in cells {
             let mut row: Vec<Option<Stat>> = cells
                 .iter()
                 .map(|c| {
@@ -111,7 +117,7 @@ impl Table {
                 })
                 .collect();
             let peers = || {
-                m.columns
+                columns
                     .iter()
                     .zip(&row)
                     .filter(|(c, _)| c.is_peer())
@@ -123,13 +129,12 @@ impl Table {
             let lean = peers()
                 .min_by(|a, b| a.1.rss_mib.median.total_cmp(&b.1.rss_mib.median))
                 .map(|(l, s)| (l, s.rss_mib.median));
-            let floor_ns = m
-                .columns
+            let floor_ns = columns
                 .iter()
                 .zip(&row)
                 .find(|(c, _)| **c == Column::Floor)
                 .and_then(|(_, s)| s.map(|s| s.ns_per_op));
-            for (c, s) in m.columns.iter().zip(row.iter_mut()) {
+            for (c, s) in columns.iter().zip(row.iter_mut()) {
                 if let Some(s) = s {
                     s.vs_best = best.as_ref().and_then(|b| stats::ratio(s.tput.median, b.1));
                     s.vs_leanest = lean
@@ -610,7 +615,15 @@ pub fn markdown(m: &Measurements, t: &Table, cx: &Context) -> String {
             .lines()
             .skip_while(|l| l.starts_with("# ") || l.trim().is_empty())
         {
-            let _ = writeln!(w, "{l}");
+            // Its sections become subsections of this one.
+            match l.strip_prefix("## ") {
+                Some(h) => {
+                    let _ = writeln!(w, "### {h}");
+                }
+                None => {
+                    let _ = writeln!(w, "{l}");
+                }
+            }
         }
     }
 
