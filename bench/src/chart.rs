@@ -8,22 +8,20 @@ use plotters::style::text_anchor;
 use crate::report::{Measurements, Table};
 use crate::suite::Column;
 
-/// Bar colour of a column (a preloaded peer by its label, so that the
-/// Debian libraries keep their crates' colours).
+/// Bar colour of a column, by its label, so that a preloaded Debian
+/// library has its crate's colour.
 fn colour(c: &Column) -> RGBColor {
     match c {
-        Column::System => RGBColor(140, 140, 140),
-        Column::Mimalloc => RGBColor(66, 133, 244),
-        Column::Jemalloc => RGBColor(52, 168, 83),
-        Column::Preload { label, .. } => match label.as_str() {
+        Column::Worker { .. } => RGBColor(250, 160, 60),
+        Column::Floor => BLACK,
+        _ => match c.label() {
+            "system" => RGBColor(140, 140, 140),
             "mimalloc" => RGBColor(66, 133, 244),
             "jemalloc" => RGBColor(52, 168, 83),
             "tcmalloc" => RGBColor(251, 188, 5),
+            "hakmem" => RGBColor(234, 67, 53),
             _ => RGBColor(150, 90, 200),
         },
-        Column::Hakmem => RGBColor(234, 67, 53),
-        Column::Worker { .. } => RGBColor(250, 160, 60),
-        Column::Floor => BLACK,
     }
 }
 

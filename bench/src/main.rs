@@ -13,7 +13,7 @@ use bench::callgrind::{self, IrRow};
 use bench::classes;
 use bench::machine::{self, Machine};
 use bench::report::{self, Cell, Context, Measurements, Table};
-use bench::runner::{self, workspace_root};
+use bench::runner::{self, workspace_root, write_file};
 use bench::suite::{self, Column};
 use bench::workloads::Workload;
 use clap::{Parser, Subcommand};
@@ -30,30 +30,33 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// Columns to run, comma-separated labels (system, mimalloc, jemalloc,
-    /// the preload's label, hakmem, floor; default: all). Ratios are to the
-    /// best peer among those run.
-    #[arg(long, value_delimiter = ',')]
+    /// the preload's label, hakmem, floor; `preload`: system, mimalloc,
+    /// jemalloc, tcmalloc, hakmem; default: all). Ratios are to the best
+    /// peer among those run.
+    #[arg(long, value_delimiter = ',', global = true)]
     allocators: Vec<String>,
     /// Rounds (each runs every row on every allocator once). Issue 7 asks
     /// for at least 5; the default of 7 keeps a full run at a few minutes.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 7, global = true)]
     rounds: usize,
     /// Smaller sizes (about a tenth), for smoke runs.
-    #[arg(long)]
+    #[arg(long, global = true)]
     quick: bool,
     /// The report; the chart is written beside it with the extension `.svg`
-    /// [default: <workspace>/docs/benchmarks.md].
-    #[arg(long)]
+    /// [default: <workspace>/docs/benchmarks.md; `callgrind`:
+    /// docs/benchmarks-callgrind.md; `preload`: docs/benchmarks-preload.md;
+    /// `classes --speed`: docs/class-table-run.md].
+    #[arg(long, global = true)]
     out: Option<PathBuf>,
     /// An extra peer column: the system binary run with LD_PRELOAD set to
     /// this library (e.g. /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4).
     #[arg(long)]
     preload: Option<PathBuf>,
     /// Do not run cargo to build the worker binaries (they must exist).
-    #[arg(long)]
+    #[arg(long, global = true)]
     no_build: bool,
     /// Kill a worker after this many seconds (counted as a failed run).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, global = true)]
     timeout: u64,
     /// List the rows with their worker arguments and exit.
     #[arg(long)]
@@ -68,9 +71,6 @@ enum Cmd {
         /// Timed iterations (the warm-up adds a tenth, uncounted).
         #[arg(long, default_value_t = 200_000)]
         cycles: u64,
-        /// The Markdown table [default: <workspace>/docs/benchmarks-callgrind.md].
-        #[arg(long)]
-        out: Option<PathBuf>,
     },
     /// C and C++ programs (bench/preload/) and sqlite3 under glibc and
     /// under LD_PRELOAD of libhakmem.so and the Debian peers (issue 23);
@@ -79,22 +79,6 @@ enum Cmd {
         /// Rows, comma-separated names or prefixes (default: all).
         #[arg(long, value_delimiter = ',')]
         programs: Vec<String>,
-        /// Columns, comma-separated labels: system, mimalloc, jemalloc,
-        /// tcmalloc, hakmem (default: all installed).
-        #[arg(long, value_delimiter = ',')]
-        allocators: Vec<String>,
-        /// Rounds (each runs every program on every allocator once).
-        #[arg(long, default_value_t = 7)]
-        rounds: usize,
-        /// About a tenth of the work, for smoke runs.
-        #[arg(long)]
-        quick: bool,
-        /// The report [default: <workspace>/docs/benchmarks-preload.md].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Kill a run after this many seconds (counted as a failed run).
-        #[arg(long, default_value_t = 300)]
-        timeout: u64,
     },
     /// The candidate size-class tables compared: memory on the trace corpus
     /// (waste, slots, pages; printed), and with `--speed` the selected
@@ -136,42 +120,39 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     let bin_dir = runner::bin_dir()?;
-    if let Some(Cmd::Preload {
-        programs,
-        allocators,
-        rounds,
-        quick,
-        out,
-        timeout,
-    }) = &cli.cmd
-    {
-        let o = bench::preload::Options {
-            programs: programs.clone(),
-            allocators: allocators.clone(),
-            rounds: *rounds,
-            quick: *quick,
-            out: out
-                .clone()
-                .unwrap_or_else(|| workspace_root().join("docs/benchmarks-preload.md")),
-            timeout: Duration::from_secs(*timeout),
-            no_build: cli.no_build,
-            command: command_line(),
-        };
-        return bench::preload::run(&o, &bin_dir);
-    }
-    if !cli.no_build && !matches!(cli.cmd, Some(Cmd::Classes { speed: false, .. })) {
+    let needs_workers = !matches!(
+        cli.cmd,
+        Some(Cmd::Classes { speed: false, .. } | Cmd::Preload { .. })
+    );
+    if !cli.no_build && needs_workers {
         runner::build_workers(&bin_dir)?;
     }
     match cli.cmd {
-        Some(Cmd::Callgrind { cycles, ref out }) => {
-            let out = out
+        Some(Cmd::Callgrind { cycles }) => {
+            let out = cli
+                .out
                 .clone()
                 .unwrap_or_else(|| workspace_root().join("docs/benchmarks-callgrind.md"));
             let columns =
                 suite::select_columns(suite::columns(cli.preload.clone()), &cli.allocators)?;
             run_callgrind(&all, &bin_dir, columns, cycles, &out)
         }
-        Some(Cmd::Preload { .. }) => unreachable!("handled above"),
+        Some(Cmd::Preload { ref programs }) => {
+            let o = bench::preload::Options {
+                programs: programs.clone(),
+                allocators: cli.allocators.clone(),
+                rounds: cli.rounds,
+                quick: cli.quick,
+                out: cli
+                    .out
+                    .clone()
+                    .unwrap_or_else(|| workspace_root().join("docs/benchmarks-preload.md")),
+                timeout: Duration::from_secs(cli.timeout),
+                no_build: cli.no_build,
+                command: command_line(),
+            };
+            bench::preload::run(&o, &bin_dir)
+        }
         Some(Cmd::Classes { ref traces, speed }) => {
             run_classes(&cli, &all, &bin_dir, traces, speed)
         }
@@ -397,13 +378,6 @@ fn run_suite(
         chart_path.display()
     );
     Ok(())
-}
-
-fn write_file(path: &Path, text: &str) -> Result<(), String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The terminal table: per row, each column's median Mops/s and ratio to the

@@ -23,7 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::machine::{self, Machine};
 use crate::report::{Cell, Table};
-use crate::runner::workspace_root;
+use crate::runner::{workspace_root, write_file};
 use programs::Source;
 use report::{Context, PreloadRun};
 
@@ -158,13 +158,13 @@ pub fn run(o: &Options, bin_dir: &Path) -> Result<(), String> {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),
     };
-    write(&o.out, &report::markdown(&run, &t, &cx))?;
+    write_file(&o.out, &report::markdown(&run, &t, &cx))?;
     let names: Vec<&str> = run.programs.iter().map(|p| p.name).collect();
     let title = format!(
         "C/C++ programs under LD_PRELOAD: throughput relative to the best peer{}",
         if o.quick { " — quick run" } else { "" }
     );
-    write(
+    write_file(
         &chart,
         &crate::chart::ratio_bars(&title, &names, &report::columns(&run), &t, false)?,
     )?;
@@ -196,7 +196,9 @@ fn print_summary(r: &PreloadRun, t: &Table) {
         }
         println!("{line}");
     }
-    if let Some((g, n)) = report::hakmem_geomean(r, t) {
+    let ratios = report::hakmem_ratios(r, t);
+    if let Some(g) = report::geomean(&ratios) {
+        let n = ratios.len();
         println!("hakmem × best peer, geometric mean over {n} programs: {g:.2}");
     }
 }
@@ -235,11 +237,4 @@ fn peer_versions() -> Vec<String> {
             (!v.is_empty()).then(|| format!("{pkg} {v}"))
         })
         .collect()
-}
-
-fn write(path: &Path, text: &str) -> Result<(), String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -1,9 +1,10 @@
 //! Building and starting the worker binaries.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::suite::Column;
 use crate::worker::{Sample, STAND_IN_TAG};
@@ -13,6 +14,14 @@ use crate::workloads::ReplayParams;
 pub fn workspace_root() -> PathBuf {
     let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
     bench.parent().unwrap_or(bench).to_path_buf()
+}
+
+/// Writes `text` to `path`, creating its directory first.
+pub fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The directory holding the driver, and so the worker binaries.
@@ -205,44 +214,136 @@ fn run_parsed(
     timeout: Duration,
     parse: fn(&str) -> Result<Sample, String>,
 ) -> Result<RunOutput, String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(timeout) {
-        Ok(r) => r.map_err(|e| format!("wait: {e}"))?,
-        Err(_) => {
-            // The child has not exited (the waiter has not reaped it), so
-            // `pid` is still ours: kill it and let the waiter reap it.
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            let _ = waiter.join();
-            return Err(format!("timed out after {} s", timeout.as_secs()));
-        }
-    };
-    let _ = waiter.join();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().last().unwrap_or("").trim();
-        return Err(format!("{} {last}", out.status));
-    }
-    let sample = parse(&stdout)?;
-    let stand_in = stdout
+    cmd.stdin(Stdio::null());
+    let done = run_child(cmd, timeout)?;
+    done.check()?;
+    let sample = parse(&done.stdout)?;
+    let stand_in = done
+        .stdout
         .lines()
         .find_map(|l| l.strip_prefix(STAND_IN_TAG))
         .map(|s| s.trim().to_string());
     Ok(RunOutput { sample, stand_in })
 }
 
+/// How a child process ended, with what it printed and used.
+#[derive(Clone, Debug)]
+pub struct Finished {
+    /// The `wait4` status word.
+    pub status: i32,
+    /// Its stdout.
+    pub stdout: String,
+    /// Its stderr.
+    pub stderr: String,
+    /// Peak resident set of the child, KiB (`ru_maxrss`).
+    pub maxrss_kib: u64,
+    /// Minor page faults of the child (`ru_minflt`).
+    pub minflt: u64,
+    /// From spawn to exit.
+    pub wall: Duration,
+}
+
+impl Finished {
+    /// `Ok` for exit status 0; else how it ended and its last stderr line.
+    pub fn check(&self) -> Result<(), String> {
+        let s = self.status;
+        if libc::WIFEXITED(s) && libc::WEXITSTATUS(s) == 0 {
+            return Ok(());
+        }
+        let how = if libc::WIFSIGNALED(s) {
+            format!("killed by signal {}", libc::WTERMSIG(s))
+        } else {
+            format!("exit status {}", libc::WEXITSTATUS(s))
+        };
+        let last = self.stderr.lines().last().unwrap_or("").trim();
+        Err(format!("{how}: {last}"))
+    }
+}
+
+/// Runs `cmd` (its stdin as the caller set it; stdout and stderr captured)
+/// to its end, reaping it with `wait4(2)` for its rusage; kills it after
+/// `timeout` (an error).
+pub fn run_child(mut cmd: Command, timeout: Duration) -> Result<Finished, String> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("spawn: {e}"))?;
+    let pid = child.id() as libc::pid_t;
+    let reader = |h: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut h) = h {
+                let _ = h.read_to_end(&mut v);
+            }
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|h| Box::new(h) as Box<dyn Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|h| Box::new(h) as Box<dyn Read + Send>),
+    );
+    // Reaped by wait4 below: dropping a `Child` neither waits nor kills.
+    drop(child);
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `pid` is our child, not yet reaped (only this thread reaps
+        // it); `status` and `ru` are valid for writes.
+        let got = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        let _ = tx.send((got, status, ru, started.elapsed()));
+    });
+    let (got, status, ru, wall) = match rx.recv_timeout(timeout) {
+        Ok(v) => v,
+        Err(_) => {
+            // Not reaped yet (the waiter has not sent), so `pid` is still
+            // the child: kill it and let the waiter reap it.
+            // SAFETY: kill(2) has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = waiter.join();
+            let _ = (out.join(), err.join());
+            return Err(format!("timed out after {} s (killed)", timeout.as_secs()));
+        }
+    };
+    let _ = waiter.join();
+    let (stdout, stderr) = (
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    );
+    if got != pid {
+        return Err(format!("wait4: {}", std::io::Error::last_os_error()));
+    }
+    Ok(Finished {
+        status,
+        stdout,
+        stderr,
+        maxrss_kib: ru.ru_maxrss as u64, // KiB on Linux
+        minflt: ru.ru_minflt as u64,
+        wall,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_is_reaped_with_its_rusage() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2"]);
+        let f = run_child(cmd, Duration::from_secs(60)).unwrap();
+        assert!(f.check().is_ok());
+        assert_eq!((f.stdout.as_str(), f.stderr.as_str()), ("out\n", "err\n"));
+        assert!(f.maxrss_kib > 0, "{f:?}");
+    }
 
     #[test]
     fn a_worker_result_is_parsed_from_stdout() {
@@ -272,7 +373,11 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo boom >&2; exit 3"]);
         let e = run_worker(cmd, Duration::from_secs(60)).unwrap_err();
-        assert!(e.contains("boom") && e.contains('3'), "{e}");
+        assert!(e.contains("boom") && e.contains("exit status 3"), "{e}");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "kill -SEGV $$"]);
+        let e = run_worker(cmd, Duration::from_secs(60)).unwrap_err();
+        assert!(e.contains("signal 11"), "{e}");
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo nothing"]);
         assert!(run_worker(cmd, Duration::from_secs(60)).is_err());

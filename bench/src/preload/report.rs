@@ -53,19 +53,18 @@ pub fn columns(r: &PreloadRun) -> Vec<Column> {
     r.allocators.iter().map(|a| a.column.clone()).collect()
 }
 
-/// The geometric mean of hakmem's "× best peer" over the rows where both
-/// ran, and how many rows that is.
-pub fn hakmem_geomean(r: &PreloadRun, t: &Table) -> Option<(f64, usize)> {
-    let j = r
-        .allocators
-        .iter()
-        .position(|a| a.column == Column::Hakmem)?;
-    let v: Vec<f64> = t.stats.iter().filter_map(|row| row[j]?.vs_best).collect();
-    if v.is_empty() {
-        return None;
-    }
-    let mean_log = v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64;
-    Some((mean_log.exp(), v.len()))
+/// hakmem's "× best peer" on each row where both ran.
+pub fn hakmem_ratios(r: &PreloadRun, t: &Table) -> Vec<f64> {
+    let Some(j) = r.allocators.iter().position(|a| a.column == Column::Hakmem) else {
+        return Vec::new();
+    };
+    t.stats.iter().filter_map(|row| row[j]?.vs_best).collect()
+}
+
+/// The geometric mean of `ratios`, `None` when empty.
+pub fn geomean(ratios: &[f64]) -> Option<f64> {
+    (!ratios.is_empty())
+        .then(|| (ratios.iter().map(|x| x.ln()).sum::<f64>() / ratios.len() as f64).exp())
 }
 
 /// `x` with three significant digits (throughputs span 0.0005 to 300).
@@ -146,19 +145,10 @@ pub fn markdown(r: &PreloadRun, t: &Table, cx: &Context) -> String {
         "![hakmem and the peers relative to the best peer]({})\n",
         cx.chart_file
     );
-    if let Some((g, n)) = hakmem_geomean(r, t) {
-        let wins = t
-            .stats
-            .iter()
-            .filter_map(|row| {
-                let j = r
-                    .allocators
-                    .iter()
-                    .position(|a| a.column == Column::Hakmem)?;
-                row[j]?.vs_best
-            })
-            .filter(|v| *v >= 1.0)
-            .count();
+    let ratios = hakmem_ratios(r, t);
+    if let Some(g) = geomean(&ratios) {
+        let n = ratios.len();
+        let wins = ratios.iter().filter(|v| **v >= 1.0).count();
         let _ = writeln!(
             w,
             "hakmem against the best peer of each program: geometric mean **{g:.2}×** over {n} \
@@ -282,9 +272,10 @@ mod tests {
     fn ratios_are_to_the_best_peer_and_the_geomean_is_hakmems() {
         let r = run_of(&[1.0, 2.0, 3.0]);
         let t = Table::of(&columns(&r), &r.cells);
-        let (g, n) = hakmem_geomean(&r, &t).unwrap();
-        assert_eq!(n, 2);
-        assert!((g - 1.5).abs() < 1e-9, "{g}");
+        let ratios = hakmem_ratios(&r, &t);
+        assert_eq!(ratios, [1.5, 1.5]);
+        assert!((geomean(&[2.0, 0.5]).unwrap() - 1.0).abs() < 1e-12);
+        assert_eq!(geomean(&[]), None);
         let cx = Context {
             machine: Machine::default(),
             date: "d".into(),
@@ -335,6 +326,6 @@ mod tests {
             },
         );
         assert!(md.contains("failed: killed by signal 11"), "{md}");
-        assert_eq!(hakmem_geomean(&r, &t).unwrap().1, 1);
+        assert_eq!(hakmem_ratios(&r, &t).len(), 1);
     }
 }
