@@ -38,7 +38,6 @@ use crate::page::{self, local};
 use crate::pool::Pool;
 use crate::size_class::{block_size, NUM_CLASSES};
 use crate::stats::HeapCounters;
-pub(crate) use crate::superslab::IN_FULL_BIAS;
 use crate::superslab::{slot_of, PageOwner, SlotMeta};
 use crate::sync::{AtomicOps, Backend, CellOps, Ordering};
 use core::ptr::null_mut;
@@ -149,7 +148,8 @@ pub struct HeapLocal<B: Backend> {
 /// - Pages on `current`/`partial`/`full` are `Active`, owned by this heap,
 ///   each in exactly one place (`PageLocal::list` says which).
 /// - A page on `full` has no free block, `carved == capacity`, and carries
-///   [`IN_FULL_BIAS`] in its `used`.
+///   [`IN_FULL_BIAS`](crate::superslab::IN_FULL_BIAS) in its `used`; a current page carries
+///   [`CURRENT_BIAS`](crate::superslab::CURRENT_BIAS) (`PageLocal::set_list`).
 /// - A dead heap (`alive == 0`) owns no page.
 #[repr(C)]
 pub struct Heap<B: Backend> {
@@ -402,7 +402,8 @@ pub(crate) unsafe fn free_or<B: Backend>(
     }
     // `cold` is taken when the decremented `used` is ≤ 0 (the page is now
     // empty, or `used` underflowed: a double free) or `used` carried the
-    // full-list bias.
+    // full-list bias. A current page's bias keeps its `used` above 0 when
+    // it empties: it stays current, with nothing to do.
     // SAFETY: `heap` owns the page, and the caller gives the block back.
     let cold = unsafe {
         m.local.with_mut(|p| {
@@ -442,7 +443,7 @@ pub(crate) unsafe fn free_or<B: Backend>(
 }
 
 /// `*used -= 1`; true when the old value, as `i32`, was ≤ 1 (the new one
-/// is ≤ 0, or the old one carried [`IN_FULL_BIAS`]).
+/// is ≤ 0, or the old one carried [`IN_FULL_BIAS`](crate::superslab::IN_FULL_BIAS)).
 ///
 /// On x86-64 one `dec [used]; jle`: LLVM rewrites the test on the new value
 /// into a compare of the old one and so keeps load, `lea`, store, `cmp`, jump
@@ -494,7 +495,7 @@ pub(crate) unsafe fn fold_stats<B: Backend>(h: &Heap<B>, m: &SlotMeta<B>) {
     // SAFETY: owner (forwarded).
     let (allocs, frees, class) = unsafe {
         local(m, |p| {
-            let used = p.used & !IN_FULL_BIAS;
+            let used = p.live();
             let allocs = used
                 .wrapping_sub(p.stat_used)
                 .wrapping_add(p.frees)

@@ -37,7 +37,7 @@
 use crate::observe::{Event, FlushReason};
 use crate::size_class::{block_size, capacity};
 pub use crate::superslab::{PageList, PageLocal};
-use crate::superslab::{PageOwner, SlotMeta, SsHeader, IN_FULL_BIAS};
+use crate::superslab::{PageOwner, SlotMeta, SsHeader};
 use crate::sync::{AtomicIntOps, AtomicOps, Backend, CellOps, Mutant, Ordering};
 use core::ptr::{self, null_mut};
 
@@ -213,7 +213,7 @@ pub(crate) unsafe fn drain<B: Backend>(meta: &SlotMeta<B>, t: u32) -> u32 {
         }
         local(meta, |p| {
             p.free = head;
-            debug_assert!(p.used >= n, "drain of more blocks than used");
+            debug_assert!(p.live() >= n, "drain of more blocks than used");
             p.used -= n;
             p.drained += n;
         });
@@ -291,7 +291,7 @@ pub(crate) unsafe fn flush<B: Backend>(meta: &SlotMeta<B>, t: u32, reason: Optio
     // SAFETY: owner (forwarded).
     let delta = unsafe {
         local(meta, |p| {
-            let used = p.used & !IN_FULL_BIAS;
+            let used = p.live();
             let d = used.wrapping_sub(p.flushed);
             p.flushed = used;
             d
@@ -326,7 +326,7 @@ pub(crate) unsafe fn flush<B: Backend>(meta: &SlotMeta<B>, t: u32, reason: Optio
 #[inline]
 pub(crate) unsafe fn delta<B: Backend>(meta: &SlotMeta<B>) -> i32 {
     // SAFETY: owner (forwarded).
-    unsafe { local(meta, |p| p.used.wrapping_sub(p.flushed) as i32) }
+    unsafe { local(meta, |p| p.live().wrapping_sub(p.flushed) as i32) }
 }
 
 /// `PageFull`'s atomic part: marks the remote word `FULL` if and only if the

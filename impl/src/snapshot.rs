@@ -6,7 +6,7 @@
 //! the middle of an operation): they read owner-local state. They are plain
 //! data built by test code on the global allocator of the test binary.
 
-use crate::heap::{Heap, IN_FULL_BIAS};
+use crate::heap::Heap;
 use crate::instance::Instance;
 use crate::page::{local, PageList, FULL};
 use crate::size_class::{NUM_CLASSES, SLOTS};
@@ -328,7 +328,7 @@ unsafe fn page_snap<B: Backend>(m: &SlotMeta<B>, heads_only: bool) -> PageSnap {
             let mut remote = Vec::new();
             let head = crate::page::remote_list_head(rw);
             list_indices(m, head, p.block_size, &mut remote, max);
-            let used = p.used & !IN_FULL_BIAS;
+            let used = p.live();
             PageSnap {
                 capacity: p.capacity,
                 carved: p.carved,

@@ -191,10 +191,25 @@ pub enum PageList {
     Full,
 }
 
+impl PageList {
+    /// What a page on this list carries in `PageLocal::used` on top of its
+    /// live count (see [`PageLocal::set_list`]).
+    #[inline]
+    pub(crate) const fn used_bias(self) -> u32 {
+        match self {
+            PageList::Current => CURRENT_BIAS,
+            PageList::Full => IN_FULL_BIAS,
+            PageList::None | PageList::Partial => 0,
+        }
+    }
+}
+
 /// Owner-local state of a page.
 ///
 /// # Invariants
-/// - `used = carved - |free|` (blocks not on the free list: live or remote).
+/// - `used = carved - |free| + list.used_bias()`: the blocks not on the free
+///   list (live or remote, [`PageLocal::live`]) plus the bias of the list
+///   the page is on (only [`PageLocal::set_list`] changes `list`).
 /// - `carved ≤ capacity`; `flushed` = the shared `used` as last written.
 /// - `list == Full` ⇔ `in_full` (protocol.md) and then `free` is empty and
 ///   `carved == capacity`.
@@ -204,7 +219,7 @@ pub enum PageList {
 /// offset to add (the fields do not depend on `B` in size).
 #[repr(C)]
 pub struct PageLocal<B: Backend> {
-    /// Blocks not on the free list.
+    /// Blocks not on the free list, plus `list.used_bias()`.
     pub used: u32,
     /// Local frees not yet folded into the owner's statistics.
     pub frees: u32,
@@ -255,6 +270,37 @@ impl<B: Backend> PageLocal<B> {
     }
 }
 
+impl<B: Backend> PageLocal<B> {
+    /// Blocks not on the free list (live, or freed remotely and not drained
+    /// yet): `used` without its list bias.
+    #[inline]
+    pub fn live(&self) -> u32 {
+        self.used.wrapping_sub(self.list.used_bias())
+    }
+
+    /// Puts the page on `list` (the caller links it there), moving `used`
+    /// from the old list's bias to the new one's.
+    ///
+    /// The free paths report a live count going below zero when it
+    /// happens; this checks it once more on every move (live > capacity is
+    /// an underflow that got past them) rather than carrying a wrapped
+    /// count onto the new list.
+    #[inline]
+    pub(crate) fn set_list(&mut self, list: PageList) {
+        let live = self.live();
+        if live > self.capacity {
+            crate::fatal!(
+                "free(): a double free emptied a page below zero blocks \
+                 (class {}, {} blocks in use after the frees)",
+                self.class,
+                live as i32
+            );
+        }
+        self.list = list;
+        self.used = live + list.used_bias();
+    }
+}
+
 impl<B: Backend> Default for PageLocal<B> {
     fn default() -> Self {
         Self::new()
@@ -265,6 +311,13 @@ impl<B: Backend> Default for PageLocal<B> {
 /// so the local free fast path's single `used ≤ 0` test also catches "free
 /// to a full page" (which must move the page off the full list).
 pub(crate) const IN_FULL_BIAS: u32 = 1 << 31;
+
+/// `PageLocal::used` carries this bias while the page is its class's
+/// current page: one block that is never freed, so the local free fast
+/// path's `used ≤ 0` test does not fire when the current page empties (it
+/// stays current either way: the next malloc of its class wants it), and
+/// still fires when a double free takes the count below zero.
+pub(crate) const CURRENT_BIAS: u32 = 1;
 
 /// A slot's link in its class's fallback list (guarded by the fallback lock).
 pub struct FbLink<B: Backend> {

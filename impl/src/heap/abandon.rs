@@ -8,7 +8,7 @@ use super::{flush_page, Heap};
 use crate::observe::Event;
 use crate::page::{self, local, PageList};
 use crate::size_class::{NUM_CLASSES, SLOTS};
-use crate::superslab::{SlotMeta, SlotState, IN_FULL_BIAS};
+use crate::superslab::{SlotMeta, SlotState};
 use crate::sync::{AtomicOps, Backend, Mutant, Ordering};
 use core::ptr::null_mut;
 
@@ -35,19 +35,16 @@ pub(crate) unsafe fn exit<B: Backend>(h: &Heap<B>) {
             }
             let cur = h.hl(|l| core::mem::replace(&mut l.current[class], dummy));
             if cur != dummy {
-                local(&*cur, |p| p.list = PageList::None);
+                local(&*cur, |p| p.set_list(PageList::None));
                 abandon_page(h, cur);
             }
             while let Some(m) = h.hl(|l| l.partial[class].pop_front()) {
-                local(&*m, |p| p.list = PageList::None);
+                local(&*m, |p| p.set_list(PageList::None));
                 abandon_page(h, m);
             }
             while let Some(m) = h.hl(|l| l.full[class].pop_front()) {
                 page::clear_full_mark(&*m);
-                local(&*m, |p| {
-                    p.list = PageList::None;
-                    p.used &= !IN_FULL_BIAS;
-                });
+                local(&*m, |p| p.set_list(PageList::None));
                 abandon_page(h, m);
             }
         }
@@ -165,7 +162,7 @@ pub(super) unsafe fn reclaim<B: Backend>(h: &Heap<B>, class: usize) {
             let next = mm.next_abandoned.load(Ordering::Relaxed);
             mm.next_abandoned.store(null_mut(), Ordering::Relaxed);
             mm.owner.store(Heap::as_owner(h), Ordering::Release);
-            local(mm, |p| p.list = PageList::Partial);
+            local(mm, |p| p.set_list(PageList::Partial));
             h.hl(|l| l.partial[class].push_back(m));
             m = next;
         }

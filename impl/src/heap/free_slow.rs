@@ -152,32 +152,32 @@ pub(super) unsafe extern "C" fn free_local_cold<B: Backend>(
     unsafe {
         let h = &*heap;
         let m = &*mp;
-        let used = local(m, |p| p.used);
-        let (list, class) = local(m, |p| (p.list, p.class as usize));
-        if used & IN_FULL_BIAS != 0 && list == PageList::Full {
-            // A local free to a full page: back to the partial list, as part
-            // of the `FreeLocal` step (no `Unfull` of its own: protocol.md).
-            unfull(h, class, mp, false);
-            if used & !IN_FULL_BIAS != 0 {
-                if let Some(k) = B::FLUSH_THRESHOLD {
-                    threshold_flush(h, m, k);
+        let (used, list, class) = local(m, |p| (p.used, p.list, p.class as usize));
+        match list {
+            PageList::Full if used & IN_FULL_BIAS != 0 => {
+                // A local free to a full page: back to the partial list, as
+                // part of the `FreeLocal` step (no `Unfull` of its own:
+                // protocol.md).
+                unfull(h, class, mp, false);
+                if used & !IN_FULL_BIAS != 0 {
+                    if let Some(k) = B::FLUSH_THRESHOLD {
+                        threshold_flush(h, m, k);
+                    }
+                    return;
                 }
-                return;
             }
-        } else if used != 0 {
-            local(m, |p| p.used = p.used.wrapping_add(1));
-            crate::fatal!(
-                "free(): invalid pointer {:p} (double free: its page has no block in use)",
-                ptr
-            );
-        }
-        // used == 0: the page is empty. Keep it if it is the current page
-        // (the next malloc of the class will want it); else give it back.
-        if local(m, |p| p.list) == PageList::Current {
-            if let Some(k) = B::FLUSH_THRESHOLD {
-                threshold_flush(h, m, k);
+            // The page is empty; it leaves the heap. (A current page never
+            // gets here empty: its bias keeps `used` above 0.)
+            PageList::Partial | PageList::None if used == 0 => {}
+            _ => {
+                // The count went below zero (a current page's below its
+                // bias): more frees than blocks in use.
+                local(m, |p| p.used = p.used.wrapping_add(1));
+                crate::fatal!(
+                    "free(): invalid pointer {:p} (double free: its page has no block in use)",
+                    ptr
+                );
             }
-            return;
         }
         page_empty(h, mp);
     }
@@ -208,8 +208,7 @@ pub(super) unsafe fn page_empty<B: Backend>(h: &Heap<B>, mp: *mut SlotMeta<B>) {
             PageList::None => {}
         }
         local(m, |p| {
-            p.list = PageList::None;
-            p.used &= !IN_FULL_BIAS;
+            p.set_list(PageList::None);
             debug_assert_eq!(p.used, 0);
             p.free = null_mut();
         });

@@ -9,7 +9,7 @@ use crate::observe::{Event, FlushReason};
 use crate::page::{self, local, PageList};
 use crate::pool::Claimant;
 use crate::size_class::NUM_CLASSES;
-use crate::superslab::{SlotMeta, IN_FULL_BIAS};
+use crate::superslab::SlotMeta;
 use crate::sync::{AtomicOps, Backend, CellOps, Mutant, Ordering};
 use core::ptr::null_mut;
 
@@ -69,10 +69,7 @@ unsafe fn refill<B: Backend>(h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> 
                 }
                 // Exhausted: PageFull, unless remote frees arrived.
                 if page::try_mark_full(m) {
-                    local(m, |p| {
-                        p.list = PageList::Full;
-                        p.used |= IN_FULL_BIAS;
-                    });
+                    local(m, |p| p.set_list(PageList::Full));
                     h.hl(|l| {
                         l.current[class] = dummy;
                         l.full[class].push_back(cur);
@@ -125,7 +122,7 @@ unsafe fn refill<B: Backend>(h: &Heap<B>, class: usize) -> Option<&SlotMeta<B>> 
 unsafe fn set_current<B: Backend>(h: &Heap<B>, class: usize, m: *mut SlotMeta<B>, ev: Event) {
     // SAFETY: forwarded contract.
     unsafe {
-        local(&*m, |p| p.list = PageList::Current);
+        local(&*m, |p| p.set_list(PageList::Current));
         h.hl(|l| {
             debug_assert_eq!(l.current[class], h.pool().dummy());
             l.current[class] = m;
@@ -145,7 +142,7 @@ unsafe fn take_claimed<B: Backend>(h: &Heap<B>, class: usize, m: &SlotMeta<B>) {
     // SAFETY: forwarded contract.
     unsafe {
         page::init_claimed(m, class);
-        local(m, |p| p.list = PageList::Current);
+        local(m, |p| p.set_list(PageList::Current));
         h.hl(|l| {
             debug_assert_eq!(l.current[class], h.pool().dummy());
             l.current[class] = m as *const _ as *mut _;
@@ -208,10 +205,7 @@ pub(super) unsafe fn unfull<B: Backend>(
             l.full[class].remove(m);
             l.partial[class].push_back(m);
         });
-        local(&*m, |p| {
-            p.list = PageList::Partial;
-            p.used &= !IN_FULL_BIAS;
-        });
+        local(&*m, |p| p.set_list(PageList::Partial));
     }
     if B::OBSERVE && report {
         // SAFETY: `m` is owned and live.
