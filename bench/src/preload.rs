@@ -8,12 +8,15 @@
 //! - [`programs`]: the rows, their arguments, the sqlite script;
 //! - [`build`]: compiling the programs, libhakmem.so, the columns;
 //! - [`exec`]: one run (preload, wait4 rusage, timeout);
+//! - [`server`]: the redis row (a server under the preload, its client,
+//!   always stopped);
 //! - [`report`]: the Markdown.
 
 pub mod build;
 pub mod exec;
 pub mod programs;
 pub mod report;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,6 +88,12 @@ pub fn run(o: &Options, bin_dir: &Path) -> Result<(), String> {
     std::fs::write(&script, programs::sqlite_script(rows))
         .map_err(|e| format!("{}: {e}", script.display()))?;
 
+    let redis_client = programs
+        .iter()
+        .any(|p| p.source == Source::Redis)
+        .then(build::redis_client)
+        .transpose()?;
+
     let date = machine::now_utc();
     let started = Instant::now();
     let total = programs.len() * allocators.len() * o.rounds;
@@ -116,14 +125,29 @@ pub fn run(o: &Options, bin_dir: &Path) -> Result<(), String> {
                 } else {
                     p.args(o.quick).to_vec()
                 };
-                let r = exec::Run {
-                    exe: &exes[i],
-                    args: &args,
-                    preload: a.preload.as_deref(),
-                    stdin: sqlite.then(|| script.clone()),
-                    wall_ops: sqlite.then_some(rows),
+                let result = match &redis_client {
+                    Some(client) if p.source == Source::Redis => server::run(
+                        &server::RedisRun {
+                            server: &exes[i],
+                            client,
+                            client_args: &args,
+                            preload: a.preload.as_deref(),
+                            dir: &scratch,
+                        },
+                        o.timeout,
+                    ),
+                    _ => exec::run(
+                        &exec::Run {
+                            exe: &exes[i],
+                            args: &args,
+                            preload: a.preload.as_deref(),
+                            stdin: sqlite.then(|| script.clone()),
+                            wall_ops: sqlite.then_some(rows),
+                        },
+                        o.timeout,
+                    ),
                 };
-                match exec::run(&r, o.timeout) {
+                match result {
                     Ok(s) => cells[i][j].samples.push(s),
                     Err(e) => {
                         pb.println(format!("{} on {} failed: {e}", p.name, a.column.label()));

@@ -85,8 +85,9 @@ pub fn build_hakmem(bin_dir: &Path, no_build: bool) -> Result<PathBuf, String> {
 
 /// Compiles every built program of `programs` into `out` (`cc -O2` for C,
 /// `c++ -O2` for C++, both `-pthread`) and returns each row's executable,
-/// in the order of `programs` (`sqlite3` from `PATH` for the sqlite row).
-/// A compiler or `sqlite3` that is missing is an error naming the package.
+/// in the order of `programs` (`sqlite3` and `redis-server` from `PATH` for
+/// the Debian programs' rows). A compiler or program that is missing is an
+/// error naming its package.
 pub fn build_programs(programs: &[Program], out: &Path) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let src = workspace_root().join("bench/preload");
@@ -97,6 +98,13 @@ pub fn build_programs(programs: &[Program], out: &Path) -> Result<Vec<PathBuf>, 
             Source::Sqlite => find_on_path("sqlite3").ok_or(
                 "sqlite3 not found on PATH (Debian package sqlite3; the README's set-up installs it)",
             )?,
+            Source::Redis => {
+                redis_client()?;
+                find_on_path("redis-server").ok_or(
+                    "redis-server not found on PATH (Debian package redis-server; the README's \
+                     set-up installs it)",
+                )?
+            }
             Source::Built(file) => {
                 if let Some((_, e)) = done.iter().find(|(f, _)| *f == file) {
                     exes.push(e.clone());
@@ -124,6 +132,13 @@ pub fn build_programs(programs: &[Program], out: &Path) -> Result<Vec<PathBuf>, 
         exes.push(exe);
     }
     Ok(exes)
+}
+
+/// `redis-benchmark`, the redis row's client.
+pub fn redis_client() -> Result<PathBuf, String> {
+    find_on_path("redis-benchmark").ok_or_else(|| {
+        "redis-benchmark not found on PATH (Debian package redis-tools, with redis-server)".into()
+    })
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {

@@ -12,6 +12,10 @@ pub enum Source {
     /// [`sqlite_script`] on stdin; `ops` is the table's rows and the time is
     /// the process's wall time.
     Sqlite,
+    /// Debian's `redis-server` (package redis-server) under the column's
+    /// preload, driven by `redis-benchmark` (redis-tools) with the row's
+    /// arguments (`preload::server`); `ops` is the client's requests.
+    Redis,
 }
 
 /// One row of the preload table.
@@ -37,12 +41,13 @@ impl Program {
         }
     }
 
-    /// The executable's file name in the build directory (`sqlite3` for
-    /// [`Source::Sqlite`], found on `PATH`).
+    /// The executable's file name in the build directory (`sqlite3` and
+    /// `redis-server` for the Debian programs, found on `PATH`).
     pub fn binary(&self) -> &'static str {
         match self.source {
             Source::Built(file) => file.split('.').next().unwrap_or(file),
             Source::Sqlite => "sqlite3",
+            Source::Redis => "redis-server",
         }
     }
 }
@@ -176,6 +181,12 @@ pub fn all() -> Vec<Program> {
             &["threads=2", "iters=400000"],
         ),
         p("sqlite3", Sqlite, &[], &[]),
+        p(
+            "redis",
+            Redis,
+            &["-n", "200000", "-P", "16", "-t", "set,get,lpush,lrange_100"],
+            &["-n", "20000", "-P", "16", "-t", "set,get,lpush,lrange_100"],
+        ),
     ]
 }
 

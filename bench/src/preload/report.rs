@@ -135,7 +135,8 @@ pub fn markdown(r: &PreloadRun, t: &Table, cx: &Context) -> String {
          `target/release/libhakmem.so`). The allocators alternate within each round. \
          Throughput is the program's own count of operations over the seconds of its \
          measured part (it prints them), median over the rounds; `sqlite3` counts the \
-         rows of its script over the process's wall time. \"× best\" divides by the highest \
+         rows of its script over the process's wall time, `redis` the client's requests \
+         over its tests' times (the server is the process under the preload). \"× best\" divides by the highest \
          peer median of the row (peers: every column but hakmem); above 1 is faster than \
          every peer. Peak RSS and minor page faults are the child's `wait4` rusage \
          (`ru_maxrss`, `ru_minflt`) of the whole process.\n"
@@ -217,6 +218,12 @@ pub fn markdown(r: &PreloadRun, t: &Table, cx: &Context) -> String {
                  bulk insert, two indexes, update, queries, delete, VACUUM)"
                     .to_string()
             }
+            Source::Redis => format!(
+                "`redis-server --save \"\" --appendonly no` on a free 127.0.0.1 port under the \
+                 column's preload, driven by `redis-benchmark {} --csv` (glibc): requests over \
+                 the sum of each test's requests/s; peak RSS and faults are the server's",
+                p.args(r.quick).join(" ")
+            ),
         };
         let _ = writeln!(w, "| {} | {cmd} |", p.name);
     }
