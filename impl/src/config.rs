@@ -78,6 +78,8 @@ impl Config {
     ///   1.4–1.5× glibc's, filled with mappings no later request matched;
     ///   with hits up to two doublings above a request's class, 6 MiB takes
     ///   the same page faults as 16 MiB on python3 (4 MiB takes 17 % more).
+    ///   Huge mappings (above 1 MiB) have their own budget, the live large
+    ///   bytes, with this as its least.
     /// - `purge_threshold_bytes = 4 MiB` (64 slabs of 64 KiB): bounds what a
     ///   program that frees a burst of small blocks and then goes idle keeps
     ///   (the delay needs later allocator activity to act; the threshold acts

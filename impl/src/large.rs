@@ -23,11 +23,16 @@
 //!   cache class (4 classes per doubling) and is served from the cache of
 //!   freed mappings when it can (no syscall); anything else is a fresh
 //!   `mmap`, which is zero, so `alloc_zeroed` is free there. A cached
-//!   mapping is zeroed with `memset` over the requested size.
-//! - `free`: validates the pointer (below), then caches a medium mapping or
-//!   unmaps it. Cached mappings older than the purge delay
-//!   (`HAKMEM_PURGE_DELAY_MS`), or beyond the cache budget
-//!   (`HAKMEM_LARGE_CACHE`, oldest first), are unmapped: checked on every
+//!   mapping is zeroed with `memset` over the requested size. A *huge*
+//!   request (alignment ≤ 4 KiB, more than 1 MiB of data) takes the cached
+//!   huge mapping that fits it best and fits it (`huge`: as it is, grown
+//!   by `mremap`, or with its tail given back).
+//! - `free`: validates the pointer (below), then caches a medium mapping
+//!   (budget `HAKMEM_LARGE_CACHE`) or a huge one (budget: the bytes of the
+//!   other live large blocks, at least `HAKMEM_LARGE_CACHE`), or unmaps
+//!   it. Cached mappings older than the purge delay
+//!   (`HAKMEM_PURGE_DELAY_MS`), or beyond their budget (oldest first),
+//!   are unmapped: checked on every
 //!   large alloc and free, on [`maybe_purge`] (cheap; for the core's slow
 //!   paths) and all at once on [`collect`].
 //! - `realloc`: in place when the mapping already holds the new size (a
@@ -67,7 +72,8 @@
 //! # Files
 //!
 //! This file: the header, validation, alloc/free and the OS side; `policy`:
-//! size policy and cache classes; `cache`: the cache and its purge; `live`:
+//! size policy and cache classes; `cache`: the cache and its purge; `huge`:
+//! huge requests from cached mappings; `live`:
 //! the live set; `realloc`; `stats`: counters; `spin`: the lock.
 //!
 //! # Invariants
@@ -77,8 +83,12 @@
 //!   [`register`]/[`unregister`]).
 //! - A `FREE` header ⇔ its mapping is in the cache (nowhere else: a freed
 //!   mapping that is not cached is unmapped at once), linked in the bucket
-//!   of [`class_floor`] of its data pages.
-//! - `Cache::bytes` = sum of `map_size` over cached mappings ≤ the budget.
+//!   of [`class_floor`] of its data pages, or in the huge bucket when they
+//!   are more than [`CACHE_MAX_PAGES`]; only `OS_PAGE`-aligned mappings
+//!   are cached.
+//! - `Cache::bytes` (medium) and `Cache::huge_bytes` = sum of `map_size`
+//!   over their cached mappings; each is at most its budget as of the last
+//!   free into it.
 //! - `stats.mapped_bytes` = sum of `map_size` over live and cached mappings.
 
 use core::fmt;
@@ -90,6 +100,7 @@ use crate::config;
 use crate::os::{self, OS_PAGE};
 
 mod cache;
+mod huge;
 mod live;
 mod policy;
 mod realloc;
@@ -345,6 +356,11 @@ impl Large {
         };
         if let Some(user) = plan.class.and_then(|c| self.alloc_cached(c, size, zeroed)) {
             return user;
+        }
+        if plan.class.is_none() && plan.map_align == OS_PAGE {
+            if let Some(user) = self.alloc_huge(plan.map_size, size, zeroed) {
+                return user;
+            }
         }
         match self.map_fresh(&plan) {
             Some(user) => {

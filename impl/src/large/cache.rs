@@ -1,7 +1,9 @@
-//! The cache of freed medium mappings: buckets by class, the byte budget,
-//! and the purge of mappings older than the delay.
+//! The cache of freed mappings: the medium ones in buckets by class under
+//! the byte budget, the huge ones (data above 1 MiB) in one list under a
+//! budget that follows the live large bytes; and the purge of mappings
+//! older than the delay.
 
-use super::policy::{class_floor, CACHE_CLASSES, TAKE_SPAN};
+use super::policy::{class_floor, huge_fit, CACHE_CLASSES, CACHE_MAX_PAGES, TAKE_SPAN};
 use super::{Header, Large};
 use crate::os::OS_PAGE;
 use core::ptr;
@@ -15,12 +17,26 @@ pub(super) struct Bucket {
     pub(super) tail: *mut Header,
 }
 
-/// The cache of freed medium mappings: per class a doubly linked list
-/// through the headers, newest at the head (reused first: its pages are the
-/// warmest), oldest at the tail (purged first).
+/// The bucket of huge mappings (data above [`CACHE_MAX_PAGES`]), after the
+/// medium classes.
+pub(super) const HUGE: usize = CACHE_CLASSES;
+
+/// How many huge mappings a take looks at, newest first (the list is short
+/// in practice: its budget is the live large bytes).
+const HUGE_SCAN: usize = 32;
+
+/// The cache of freed mappings: per medium class, and for the huge ones
+/// ([`HUGE`]), a doubly linked list through the headers, newest at the head
+/// (reused first: its pages are the warmest), oldest at the tail (purged
+/// first).
+///
+/// # Invariants
+/// - `bytes` = sum of `map_size` over the medium buckets, `huge_bytes` over
+///   [`HUGE`].
 pub(super) struct Cache {
-    pub(super) buckets: [Bucket; CACHE_CLASSES],
+    pub(super) buckets: [Bucket; CACHE_CLASSES + 1],
     pub(super) bytes: usize,
+    pub(super) huge_bytes: usize,
 }
 
 // SAFETY: the raw pointers are headers of mappings the cache owns; the cache
@@ -33,8 +49,22 @@ impl Cache {
             buckets: [Bucket {
                 head: ptr::null_mut(),
                 tail: ptr::null_mut(),
-            }; CACHE_CLASSES],
+            }; CACHE_CLASSES + 1],
             bytes: 0,
+            huge_bytes: 0,
+        }
+    }
+
+    /// Bytes of all cached mappings.
+    pub(super) fn total(&self) -> usize {
+        self.bytes + self.huge_bytes
+    }
+
+    fn bytes_of(&mut self, class: usize) -> &mut usize {
+        if class == HUGE {
+            &mut self.huge_bytes
+        } else {
+            &mut self.bytes
         }
     }
 
@@ -54,7 +84,7 @@ impl Cache {
                 (*b.head).prev = h;
             }
             b.head = h;
-            self.bytes += (*h).map_size;
+            *self.bytes_of(class) += (*h).map_size;
         }
     }
 
@@ -74,7 +104,7 @@ impl Cache {
             } else {
                 (*(*h).next).prev = (*h).prev;
             }
-            self.bytes -= (*h).map_size;
+            *self.bytes_of(class) -= (*h).map_size;
             (*h).next = ptr::null_mut();
             (*h).prev = ptr::null_mut();
         }
@@ -91,10 +121,44 @@ impl Cache {
         Some(h)
     }
 
-    /// The least recently freed mapping over all classes.
+    /// Takes the huge mapping that best serves a request of `want` mapped
+    /// bytes (header page included), among the newest [`HUGE_SCAN`]: see
+    /// [`huge_fit`].
+    pub(super) fn take_huge(&mut self, want: usize) -> Option<*mut Header> {
+        let mut best: Option<(*mut Header, usize)> = None;
+        let mut h = self.buckets[HUGE].head;
+        for _ in 0..HUGE_SCAN {
+            if h.is_null() {
+                break;
+            }
+            // SAFETY: cached headers are mapped and owned by the cache.
+            let (size, next) = unsafe { ((*h).map_size, (*h).next) };
+            if best.is_none_or(|(_, b)| huge_fit(want, size) < huge_fit(want, b)) {
+                best = Some((h, size));
+            }
+            h = next;
+        }
+        let (h, _) = best?;
+        // SAFETY: `h` is in bucket `HUGE`.
+        unsafe { self.unlink(HUGE, h) };
+        Some(h)
+    }
+
+    /// The least recently freed mapping over all buckets.
     pub(super) fn oldest(&self) -> Option<(usize, *mut Header)> {
+        self.oldest_in(0..CACHE_CLASSES + 1)
+    }
+
+    /// The least recently freed mapping of the buckets `classes`.
+    fn oldest_in(&self, classes: core::ops::Range<usize>) -> Option<(usize, *mut Header)> {
         let mut best: Option<(usize, *mut Header)> = None;
-        for (c, b) in self.buckets.iter().enumerate() {
+        for (c, b) in self
+            .buckets
+            .iter()
+            .enumerate()
+            .skip(classes.start)
+            .take(classes.len())
+        {
             if b.tail.is_null() {
                 continue;
             }
@@ -136,8 +200,36 @@ impl Large {
         let h = (class..CACHE_CLASSES.min(class + TAKE_SPAN)).find_map(|c| cache.pop(c))?;
         self.counters
             .cached_bytes
-            .store(cache.bytes as u64, Ordering::Relaxed);
+            .store(cache.total() as u64, Ordering::Relaxed);
         Some(h)
+    }
+
+    /// Takes the cached huge mapping that best serves `want` mapped bytes
+    /// (`huge_fit`); the caller fits it to `want`.
+    pub(super) fn cache_take_huge(&self, want: usize) -> Option<*mut Header> {
+        if self.counters.cached_bytes.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut cache = self.cache.lock();
+        let h = cache.take_huge(want)?;
+        self.counters
+            .cached_bytes
+            .store(cache.total() as u64, Ordering::Relaxed);
+        Some(h)
+    }
+
+    /// The budget of the huge bucket when a mapping of `freeing` bytes is
+    /// freed: the bytes of the other live large blocks (at least the medium
+    /// budget). A program that keeps a working set of large blocks reuses
+    /// their mappings, resident, instead of mapping and faulting new ones;
+    /// what it keeps cached is at most what it has live (or the medium
+    /// budget), for at most the purge delay, so a huge block freed with
+    /// nothing else live is unmapped at once unless it fits that budget.
+    fn huge_limit(&self, freeing: usize) -> usize {
+        let mapped = self.counters.mapped_bytes.load(Ordering::Relaxed) as usize;
+        let cached = self.counters.cached_bytes.load(Ordering::Relaxed) as usize;
+        let live_others = mapped.saturating_sub(cached).saturating_sub(freeing);
+        live_others.max(self.cache_limit())
     }
 
     /// Caches or unmaps the mapping of a block that has just become `FREE`.
@@ -155,13 +247,13 @@ impl Large {
                 (*h).map_align,
             )
         };
-        let class = if map_align == OS_PAGE {
-            class_floor((base as usize + map_size - user) / OS_PAGE)
-        } else {
-            None
-        };
-        let limit = self.cache_limit();
+        let data_pages = (base as usize + map_size - user) / OS_PAGE;
         let delay = self.delay();
+        let (class, limit) = match map_align == OS_PAGE {
+            true if data_pages > CACHE_MAX_PAGES => (Some(HUGE), self.huge_limit(map_size)),
+            true => (class_floor(data_pages), self.cache_limit()),
+            false => (None, 0),
+        };
         let class = match class {
             Some(c) if delay > 0 && map_size <= limit => c,
             _ => {
@@ -169,6 +261,12 @@ impl Large {
                 unsafe { self.unmap_header(h) };
                 return;
             }
+        };
+        // The buckets that share the budget `limit`.
+        let group = if class == HUGE {
+            HUGE..HUGE + 1
+        } else {
+            0..CACHE_CLASSES
         };
         let mut evicted = Evicted(ptr::null_mut());
         {
@@ -178,10 +276,12 @@ impl Large {
                 (*h).freed_at = now;
                 cache.push(class, h);
             }
-            while cache.bytes > limit {
-                // The cache holds `h` at least, so `oldest` is `Some`; `h` is
-                // the newest and fits the budget alone, so it stays.
-                let Some((c, o)) = cache.oldest() else { break };
+            while *cache.bytes_of(class) > limit {
+                // The group holds `h` at least, so `oldest_in` is `Some`; `h`
+                // is the newest and fits the budget alone, so it stays.
+                let Some((c, o)) = cache.oldest_in(group.clone()) else {
+                    break;
+                };
                 // SAFETY: `o` is in bucket `c`; once unlinked the list owns it.
                 unsafe {
                     cache.unlink(c, o);
@@ -190,7 +290,7 @@ impl Large {
             }
             self.counters
                 .cached_bytes
-                .store(cache.bytes as u64, Ordering::Relaxed);
+                .store(cache.total() as u64, Ordering::Relaxed);
             let due = now.saturating_add(delay);
             if self.next_purge.load(Ordering::Relaxed) > due {
                 self.next_purge.store(due, Ordering::Relaxed);
@@ -224,7 +324,7 @@ impl Large {
             self.next_purge.store(next, Ordering::Relaxed);
             self.counters
                 .cached_bytes
-                .store(cache.bytes as u64, Ordering::Relaxed);
+                .store(cache.total() as u64, Ordering::Relaxed);
         }
         // SAFETY: the evicted mappings are ours alone now.
         unsafe { self.unmap_all(evicted) };

@@ -17,6 +17,39 @@ const _: () = assert!(CLASS_PAGES[CACHE_CLASSES - 1] == CACHE_MAX_PAGES);
 /// `TAKE_SPAN - 1` classes (two doublings: up to about 4× the data pages).
 pub(super) const TAKE_SPAN: usize = 9;
 
+/// A cached huge mapping serves a request as it is when its slack (what it
+/// holds beyond the request) is at most the request or this, whichever is
+/// more; a bigger one gives its tail back first (`munmap`, no page fault
+/// for what stays). The slack may stay resident while the block lives: a
+/// bounded price for not faulting the pages in again (the preload suite's
+/// 1–32 MiB blocks: 40 thousand faults instead of 420 thousand with a
+/// factor of 4, and a lower peak RSS than every peer).
+pub(super) const HUGE_SLACK_MAX: usize = 32 << 20;
+
+/// Whether a cached mapping of `size ≥ want` bytes serves a request of
+/// `want` mapped bytes without giving a tail back.
+pub(super) fn huge_keeps(want: usize, size: usize) -> bool {
+    size - want <= want.max(HUGE_SLACK_MAX)
+}
+
+/// How well a cached huge mapping of `size` bytes serves a request of
+/// `want` mapped bytes; lower is better. First the mappings that serve it
+/// as they are ([`huge_keeps`], least slack first), then those that grow by
+/// `mremap` (fewest new pages, which fault), then those that give a tail
+/// back (least tail first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct HugeFit(u8, usize);
+
+pub(super) fn huge_fit(want: usize, size: usize) -> HugeFit {
+    if size < want {
+        HugeFit(1, want - size)
+    } else if huge_keeps(want, size) {
+        HugeFit(0, size - want)
+    } else {
+        HugeFit(2, size - want)
+    }
+}
+
 /// A shrink in place gives the tail back when it is at least this big (or
 /// half the block).
 pub(super) const SHRINK_MIN_BYTES: usize = 64 << 10;

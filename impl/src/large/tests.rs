@@ -270,16 +270,134 @@ fn blocks_above_the_budget_or_the_cache_are_unmapped() {
     unsafe { l.free(p, "free") };
     assert_eq!(l.stats().mapped_bytes, 0);
 
-    let l = instance(64 << 20, 100);
-    let p = l.alloc((1 << 20) + 1, 1, false); // above CACHE_MAX_PAGES
-    let q = l.alloc(100, 1 << 16, false); // over-aligned
-                                          // SAFETY: live blocks of `l`.
+    // Over-aligned: never cached. Huge (above CACHE_MAX_PAGES), freed with
+    // no other large block live and above the budget: unmapped at once.
+    let l = instance(1 << 20, 100);
+    let p = l.alloc((1 << 20) + 1, 1, false);
+    let q = l.alloc(100, 1 << 16, false);
+    // SAFETY: live blocks of `l`.
     unsafe {
-        l.free(p, "free");
         l.free(q, "free");
+        l.free(p, "free");
     }
     assert_eq!(l.stats().mapped_bytes, 0);
     assert_eq!(l.stats().cached_bytes, 0);
+}
+
+const MIB: usize = 1 << 20;
+
+/// `all_zero` natively; on the pattern grid and the last byte under Miri,
+/// where a byte-by-byte check of megabytes takes minutes.
+fn zero(p: *const u8, len: usize) -> bool {
+    if !cfg!(miri) {
+        return all_zero(p, len);
+    }
+    // SAFETY: `len` bytes of a live block.
+    (0..len)
+        .step_by(STEP)
+        .chain(len.checked_sub(1))
+        .all(|i| unsafe { p.add(i).read() } == 0)
+}
+
+#[test]
+fn huge_mappings_are_cached_up_to_the_live_large_bytes() {
+    // No medium budget at all: the huge bucket's budget is what else is
+    // live.
+    let l = instance(0, 100);
+    let keep = l.alloc(3 * MIB, 1, false);
+    let a = l.alloc(2 * MIB, 1, false);
+    fill(a, 2 * MIB, 3);
+    // SAFETY: live block of `l`.
+    unsafe { l.free(a, "free") };
+    let st = l.stats();
+    assert_eq!(st.cached_bytes, (2 * MIB + OS_PAGE) as u64, "{st:?}");
+    // The same size comes back from the cache: no mmap, zeroed on request.
+    let b = l.alloc(2 * MIB - 100, 1, true);
+    assert_eq!(b, a);
+    assert!(zero(b, 2 * MIB - 100));
+    let st2 = l.stats();
+    assert_eq!(st2.mmap_calls, st.mmap_calls);
+    assert_eq!(st2.cache_hits, st.cache_hits + 1);
+    // SAFETY: live blocks of `l`.
+    unsafe {
+        l.free(b, "free"); // cached: `keep` is live
+        l.free(keep, "free"); // not: nothing else is live (b is cached)
+    }
+    let st = l.stats();
+    assert_eq!(st.cached_bytes, (2 * MIB + OS_PAGE) as u64, "{st:?}");
+    assert_eq!(st.mapped_bytes, st.cached_bytes);
+    // And the cached one goes after the purge delay.
+    l.manual_now.store(1100, Ordering::Relaxed);
+    l.maybe_purge();
+    assert_eq!(l.stats().mapped_bytes, 0);
+}
+
+#[test]
+fn a_smaller_cached_huge_mapping_grows_and_a_much_bigger_one_is_trimmed() {
+    let l = instance(0, 100);
+    // (Under Miri only the first half runs, with smaller blocks.)
+    let (keep_size, other_size) = if cfg!(miri) {
+        (4 * MIB, 4 * MIB)
+    } else {
+        (64 * MIB, 70 * MIB)
+    };
+    let keep = l.alloc(keep_size, 1, false);
+    // Live throughout, so that what is freed stays cached.
+    let other = l.alloc(other_size, 1, false);
+    let a = l.alloc(2 * MIB, 1, false);
+    fill(a, 2 * MIB, 5);
+    // SAFETY: live block of `l`.
+    unsafe { l.free(a, "free") };
+    let before = l.stats();
+    // Bigger than the cached mapping: it grows (mremap), no fresh mmap;
+    // the old contents are zeroed, the new pages are zero already.
+    let b = l.alloc(3 * MIB, 1, true);
+    assert!(zero(b, 3 * MIB));
+    fill(b, 3 * MIB, 6);
+    verify(b, 3 * MIB, 6);
+    let after = l.stats();
+    assert_eq!(after.mmap_calls, before.mmap_calls);
+    assert_eq!(after.mremap_calls, before.mremap_calls + 1);
+    assert_eq!(after.mapped_bytes, before.mapped_bytes + MIB as u64);
+    // SAFETY: live block of `l`.
+    unsafe { l.free(b, "free") };
+
+    // The rest needs 134 MiB of blocks and a tail unmapped apart, which
+    // Miri's OS twin cannot do.
+    if cfg!(miri) {
+        // SAFETY: live blocks of `l`.
+        unsafe {
+            l.free(keep, "free");
+            l.free(other, "free");
+        }
+        return;
+    }
+    // Free the 64 MiB one too: both are cached.
+    // SAFETY: live block of `l`.
+    unsafe { l.free(keep, "free") };
+    assert_eq!(l.stats().cached_bytes, (67 * MIB + 2 * OS_PAGE) as u64);
+    // 1.5 MiB: the 3 MiB mapping serves it as it is (least slack).
+    let c = l.alloc(3 * MIB / 2, 1, false);
+    assert_eq!(c, b);
+    // 16 MiB: only the 64 MiB mapping is big enough, and its slack (48
+    // MiB) is above the 32 MiB bound: its tail goes back first.
+    let before = l.stats();
+    let d = l.alloc(16 * MIB, 1, false);
+    assert_eq!(d, keep);
+    fill(d, 16 * MIB, 8);
+    verify(d, 16 * MIB, 8);
+    let after = l.stats();
+    assert_eq!(after.mmap_calls, before.mmap_calls);
+    assert_eq!(after.munmap_calls, before.munmap_calls + 1);
+    assert_eq!(after.mapped_bytes, before.mapped_bytes - 48 * MIB as u64);
+    // SAFETY: live blocks of `l`.
+    unsafe {
+        l.free(c, "free");
+        l.free(d, "free");
+        l.free(other, "free");
+    }
+    l.collect();
+    assert_eq!(l.stats().mapped_bytes, 0);
 }
 
 #[test]
