@@ -254,31 +254,37 @@ impl Large {
             true => (class_floor(data_pages), self.cache_limit()),
             false => (None, 0),
         };
-        let class = match class {
-            Some(c) if delay > 0 && map_size <= limit => c,
+        let cached = match class {
+            Some(c) if delay > 0 && map_size <= limit => Some(c),
             _ => {
                 // SAFETY: the block is ours and freed (contract).
                 unsafe { self.unmap_header(h) };
-                return;
+                None
             }
         };
-        // The buckets that share the budget `limit`.
-        let group = if class == HUGE {
-            HUGE..HUGE + 1
-        } else {
-            0..CACHE_CLASSES
+        // The buckets that share the budget `limit`. The medium budget is
+        // fixed: nothing to do when the block was not cached. The huge
+        // bucket's follows the live bytes, which this free lowered: it is
+        // brought within the new budget either way, so that a program that
+        // frees all its large blocks keeps at most the medium budget.
+        let (class, group) = match class {
+            Some(HUGE) => (HUGE, HUGE..HUGE + 1),
+            Some(c) if cached.is_some() => (c, 0..CACHE_CLASSES),
+            _ => return,
         };
         let mut evicted = Evicted(ptr::null_mut());
         {
             let mut cache = self.cache.lock();
-            // SAFETY: `h` is FREE and owned by us; the cache takes it.
-            unsafe {
-                (*h).freed_at = now;
-                cache.push(class, h);
+            if cached.is_some() {
+                // SAFETY: `h` is FREE and owned by us; the cache takes it.
+                unsafe {
+                    (*h).freed_at = now;
+                    cache.push(class, h);
+                }
             }
             while *cache.bytes_of(class) > limit {
-                // The group holds `h` at least, so `oldest_in` is `Some`; `h`
-                // is the newest and fits the budget alone, so it stays.
+                // Oldest first; `h`, when cached, is the newest and fits the
+                // budget alone, so it stays.
                 let Some((c, o)) = cache.oldest_in(group.clone()) else {
                     break;
                 };
@@ -292,7 +298,7 @@ impl Large {
                 .cached_bytes
                 .store(cache.total() as u64, Ordering::Relaxed);
             let due = now.saturating_add(delay);
-            if self.next_purge.load(Ordering::Relaxed) > due {
+            if cached.is_some() && self.next_purge.load(Ordering::Relaxed) > due {
                 self.next_purge.store(due, Ordering::Relaxed);
             }
         }

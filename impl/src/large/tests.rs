@@ -318,17 +318,37 @@ fn huge_mappings_are_cached_up_to_the_live_large_bytes() {
     let st2 = l.stats();
     assert_eq!(st2.mmap_calls, st.mmap_calls);
     assert_eq!(st2.cache_hits, st.cache_hits + 1);
-    // SAFETY: live blocks of `l`.
-    unsafe {
-        l.free(b, "free"); // cached: `keep` is live
-        l.free(keep, "free"); // not: nothing else is live (b is cached)
-    }
+    // SAFETY: live block of `l`.
+    unsafe { l.free(b, "free") }; // cached: `keep` is live
     let st = l.stats();
     assert_eq!(st.cached_bytes, (2 * MIB + OS_PAGE) as u64, "{st:?}");
-    assert_eq!(st.mapped_bytes, st.cached_bytes);
-    // And the cached one goes after the purge delay.
+    // The cached one goes after the purge delay, `keep` still live.
     l.manual_now.store(1100, Ordering::Relaxed);
     l.maybe_purge();
+    let st = l.stats();
+    assert_eq!(st.cached_bytes, 0, "{st:?}");
+    assert_eq!(st.mapped_bytes, (3 * MIB + OS_PAGE) as u64);
+    // SAFETY: live block of `l`.
+    unsafe { l.free(keep, "free") }; // nothing else live: unmapped
+    assert_eq!(l.stats().mapped_bytes, 0);
+}
+
+#[test]
+fn freeing_every_huge_block_leaves_nothing_cached_beyond_the_budget() {
+    let l = instance(0, 100);
+    let blocks: Vec<*mut u8> = (0..4).map(|_| l.alloc(2 * MIB, 1, false)).collect();
+    let one = (2 * MIB + OS_PAGE) as u64;
+    for (i, &p) in blocks.iter().enumerate() {
+        // SAFETY: live blocks of `l`.
+        unsafe { l.free(p, "free") };
+        // What is cached is at most what is still live.
+        let live = (blocks.len() - 1 - i) as u64 * one;
+        let st = l.stats();
+        assert!(st.cached_bytes <= live, "after free {i}: {st:?}");
+        assert_eq!(st.mapped_bytes, live + st.cached_bytes);
+    }
+    // The last free found nothing live: the bucket is empty at once, with
+    // no purge delay and no later call.
     assert_eq!(l.stats().mapped_bytes, 0);
 }
 
