@@ -332,6 +332,14 @@ mod tests {
         d
     }
 
+    /// A `Server` running `sh -c script`, its log in a fresh directory.
+    fn sh_server(tag: &str, script: &str) -> (Server, PathBuf) {
+        let d = dir(tag);
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script]);
+        (Server::start(cmd, &d.join("log")).unwrap(), d)
+    }
+
     fn alive(pid: libc::pid_t) -> bool {
         // SAFETY: signal 0 only checks that the process exists.
         unsafe { libc::kill(pid, 0) == 0 }
@@ -339,10 +347,7 @@ mod tests {
 
     #[test]
     fn a_server_that_exits_at_start_is_a_clear_error() {
-        let d = dir("exits");
-        let mut cmd = Command::new("/bin/sh");
-        cmd.args(["-c", "echo cannot bind >&2; exit 7"]);
-        let s = Server::start(cmd, &d.join("log")).unwrap();
+        let (s, d) = sh_server("exits", "echo cannot bind >&2; exit 7");
         let e = s
             .wait_ready(free_port().unwrap(), READY_TIMEOUT)
             .unwrap_err();
@@ -356,11 +361,8 @@ mod tests {
 
     #[test]
     fn a_server_is_stopped_and_reaped_when_dropped() {
-        let d = dir("drop");
-        let mut cmd = Command::new("/bin/sh");
         // Never listens: the readiness check gives up; the drop stops it.
-        cmd.args(["-c", "exec sleep 600"]);
-        let s = Server::start(cmd, &d.join("log")).unwrap();
+        let (s, d) = sh_server("drop", "exec sleep 600");
         let pid = s.pid;
         assert!(alive(pid));
         let e = s
@@ -374,17 +376,13 @@ mod tests {
 
     #[test]
     fn a_stopped_server_gives_its_rusage() {
-        let d = dir("stop");
-        let log = d.join("log");
-        let mut cmd = Command::new("/bin/sh");
         // Exits 0 on SIGTERM, as redis-server's shutdown does; says when
         // its trap is in place.
-        cmd.args([
-            "-c",
+        let (s, d) = sh_server(
+            "stop",
             "trap 'exit 0' TERM; echo ready; while :; do sleep 1; done",
-        ]);
-        let s = Server::start(cmd, &log).unwrap();
-        while !std::fs::read_to_string(&log).unwrap().contains("ready") {
+        );
+        while !std::fs::read_to_string(&s.log).unwrap().contains("ready") {
             std::thread::yield_now();
         }
         let u = s.stop(STOP_GRACE).unwrap();

@@ -193,25 +193,28 @@ impl Large {
     /// block that grows by `realloc` then grows in place (python's lists and
     /// dicts: the mapping freed by the last growth chain serves the next).
     pub(super) fn cache_take(&self, class: usize) -> Option<*mut Header> {
-        if self.counters.cached_bytes.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        let mut cache = self.cache.lock();
-        let h = (class..CACHE_CLASSES.min(class + TAKE_SPAN)).find_map(|c| cache.pop(c))?;
-        self.counters
-            .cached_bytes
-            .store(cache.total() as u64, Ordering::Relaxed);
-        Some(h)
+        self.take_with(|cache| {
+            (class..CACHE_CLASSES.min(class + TAKE_SPAN)).find_map(|c| cache.pop(c))
+        })
     }
 
     /// Takes the cached huge mapping that best serves `want` mapped bytes
     /// (`huge_fit`); the caller fits it to `want`.
     pub(super) fn cache_take_huge(&self, want: usize) -> Option<*mut Header> {
+        self.take_with(|cache| cache.take_huge(want))
+    }
+
+    /// Runs `take` under the cache lock (not at all when the cache is
+    /// empty) and republishes `cached_bytes`.
+    fn take_with(
+        &self,
+        take: impl FnOnce(&mut Cache) -> Option<*mut Header>,
+    ) -> Option<*mut Header> {
         if self.counters.cached_bytes.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let mut cache = self.cache.lock();
-        let h = cache.take_huge(want)?;
+        let h = take(&mut cache)?;
         self.counters
             .cached_bytes
             .store(cache.total() as u64, Ordering::Relaxed);
@@ -249,19 +252,18 @@ impl Large {
         };
         let data_pages = (base as usize + map_size - user) / OS_PAGE;
         let delay = self.delay();
-        let (class, limit) = match map_align == OS_PAGE {
-            true if data_pages > CACHE_MAX_PAGES => (Some(HUGE), self.huge_limit(map_size)),
-            true => (class_floor(data_pages), self.cache_limit()),
-            false => (None, 0),
+        let (class, limit) = if map_align != OS_PAGE {
+            (None, 0)
+        } else if data_pages > CACHE_MAX_PAGES {
+            (Some(HUGE), self.huge_limit(map_size))
+        } else {
+            (class_floor(data_pages), self.cache_limit())
         };
-        let cached = match class {
-            Some(c) if delay > 0 && map_size <= limit => Some(c),
-            _ => {
-                // SAFETY: the block is ours and freed (contract).
-                unsafe { self.unmap_header(h) };
-                None
-            }
-        };
+        let keep = class.is_some() && delay > 0 && map_size <= limit;
+        if !keep {
+            // SAFETY: the block is ours and freed (contract).
+            unsafe { self.unmap_header(h) };
+        }
         // The buckets that share the budget `limit`. The medium budget is
         // fixed: nothing to do when the block was not cached. The huge
         // bucket's follows the live bytes, which this free lowered: it is
@@ -269,13 +271,13 @@ impl Large {
         // frees all its large blocks keeps at most the medium budget.
         let (class, group) = match class {
             Some(HUGE) => (HUGE, HUGE..HUGE + 1),
-            Some(c) if cached.is_some() => (c, 0..CACHE_CLASSES),
+            Some(c) if keep => (c, 0..CACHE_CLASSES),
             _ => return,
         };
         let mut evicted = Evicted(ptr::null_mut());
         {
             let mut cache = self.cache.lock();
-            if cached.is_some() {
+            if keep {
                 // SAFETY: `h` is FREE and owned by us; the cache takes it.
                 unsafe {
                     (*h).freed_at = now;
@@ -298,7 +300,7 @@ impl Large {
                 .cached_bytes
                 .store(cache.total() as u64, Ordering::Relaxed);
             let due = now.saturating_add(delay);
-            if cached.is_some() && self.next_purge.load(Ordering::Relaxed) > due {
+            if keep && self.next_purge.load(Ordering::Relaxed) > due {
                 self.next_purge.store(due, Ordering::Relaxed);
             }
         }

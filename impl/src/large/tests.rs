@@ -292,11 +292,10 @@ fn zero(p: *const u8, len: usize) -> bool {
     if !cfg!(miri) {
         return all_zero(p, len);
     }
-    // SAFETY: `len` bytes of a live block.
-    (0..len)
-        .step_by(STEP)
-        .chain(len.checked_sub(1))
-        .all(|i| unsafe { p.add(i).read() } == 0)
+    (0..len).step_by(STEP).chain(len.checked_sub(1)).all(|i| {
+        // SAFETY: `i < len` bytes of a live block.
+        unsafe { p.add(i).read() == 0 }
+    })
 }
 
 #[test]
